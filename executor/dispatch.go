@@ -1,0 +1,336 @@
+package executor
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/batonhq/baton/job"
+	"github.com/batonhq/baton/store"
+	"github.com/batonhq/baton/target"
+)
+
+// planned is a tick about to be claimed: fired (status empty) or recorded
+// as missed or skipped.
+type planned struct {
+	en      *entry
+	at      time.Time
+	trigger string
+	status  string
+	reason  string
+}
+
+// fire is a claimed tick on its way to a worker.
+type fire struct {
+	ts     *termState
+	run    store.Run
+	job    *job.Job
+	dueAt  time.Time // scheduled time plus jitter
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+var (
+	errLostLead = errors.New("the executor lost leadership before sending")
+	errStopped  = errors.New("the executor stepped down before sending")
+)
+
+// claimAndDispatch claims planned ticks in batches and sends the claimed
+// fires on. Overlap rules are applied here: a tick that finds the job's
+// previous run in progress is recorded as skipped (forbid), replaces it
+// (replace), or runs beside it (allow). Called with claimMu held.
+func (ts *termState) claimAndDispatch(plan []planned) error {
+	batch := ts.e.cfg.ClaimBatch
+	for lo := 0; lo < len(plan); lo += batch {
+		if ts.stopping.Load() || !ts.term.Valid() {
+			return errLostLead
+		}
+		part := plan[lo:min(lo+batch, len(plan))]
+		claims := make([]store.Run, len(part))
+		fires := make([]*fire, len(part))
+		now := ts.now()
+		for i, p := range part {
+			status, reason := p.status, p.reason
+			if status == "" {
+				status = store.StatusRunning
+				if ts.overlapping(p.en.job) {
+					status, reason = store.StatusSkipped, "the previous run was still in progress (concurrency forbid)"
+				}
+			}
+			claims[i] = store.Run{
+				FireID: uuid.Must(uuid.NewV7()).String(), Job: p.en.job.Name, ScheduledAt: p.at,
+				Trigger: p.trigger, Status: status, Reason: reason,
+				Instance: ts.e.cfg.InstanceID, Epoch: ts.term.Epoch(), ClaimedAt: now,
+			}
+			if status == store.StatusRunning {
+				fires[i] = ts.newFire(claims[i], p.en.job)
+			}
+		}
+		start := time.Now()
+		claimed, err := ts.e.store.Claim(ts.ctx, ts.term.Fence(), claims)
+		if h := ts.e.cfg.Hooks.StoreOp; h != nil {
+			h("claim", len(claims), time.Since(start), err)
+		}
+		if err != nil {
+			for _, f := range fires {
+				if f != nil {
+					ts.release(f)
+				}
+			}
+			return err
+		}
+		for i, ok := range claimed {
+			f := fires[i]
+			switch {
+			case !ok && f != nil:
+				ts.release(f) // another executor, or an earlier pass, has it
+			case !ok:
+			case f != nil:
+				ts.schedule(f)
+			default:
+				if h := ts.e.cfg.Hooks.Recorded; h != nil {
+					h(claims[i].Job, claims[i].Status)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// overlapping reports whether j has a run in progress under this term, for
+// the forbid policy. Runs of earlier terms do not count: their state ended
+// with their executor.
+func (ts *termState) overlapping(j *job.Job) bool {
+	if j.Concurrency != job.ConcurrencyForbid {
+		return false
+	}
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	return len(ts.running[j.Name]) > 0
+}
+
+// newFire registers a fire as running for j. Under replace it cancels the
+// runs in progress first.
+func (ts *termState) newFire(r store.Run, j *job.Job) *fire {
+	ctx, cancel := context.WithCancel(context.Background())
+	f := &fire{ts: ts, run: r, job: j, ctx: ctx, cancel: cancel, dueAt: r.ScheduledAt}
+	if j.Jitter > 0 {
+		f.dueAt = f.dueAt.Add(rand.N(j.Jitter.Std()))
+	}
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	if j.Concurrency == job.ConcurrencyReplace {
+		for _, old := range ts.running[j.Name] {
+			old.cancel()
+		}
+	}
+	if ts.running[j.Name] == nil {
+		ts.running[j.Name] = map[string]*fire{}
+	}
+	ts.running[j.Name][r.FireID] = f
+	return f
+}
+
+// release forgets a fire that will not run or has finished.
+func (ts *termState) release(f *fire) {
+	f.cancel()
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	if m := ts.running[f.job.Name]; m != nil {
+		delete(m, f.run.FireID)
+		if len(m) == 0 {
+			delete(ts.running, f.job.Name)
+		}
+	}
+}
+
+// schedule hands f to the workers now, or when its jitter delay is over.
+func (ts *termState) schedule(f *fire) {
+	delay := f.dueAt.Sub(ts.now())
+	if delay <= 0 {
+		ts.e.enqueue(f)
+		return
+	}
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	if ts.stopping.Load() {
+		go ts.cancelled(f, errStopped.Error())
+		return
+	}
+	var timer interface{ Stop() bool }
+	timer = ts.e.clock.AfterFunc(delay, func() {
+		ts.mu.Lock()
+		_, ok := ts.pending[f]
+		delete(ts.pending, f)
+		ts.mu.Unlock()
+		if ok {
+			ts.e.enqueue(f)
+		}
+	})
+	ts.pending[f] = timer.Stop
+}
+
+// cancelPending records every fire still waiting for its jitter delay as
+// cancelled.
+func (ts *termState) cancelPending(reason string) {
+	ts.mu.Lock()
+	var stopped []*fire
+	for f, stop := range ts.pending {
+		if stop() {
+			stopped = append(stopped, f)
+		}
+		delete(ts.pending, f)
+	}
+	ts.mu.Unlock()
+	for _, f := range stopped {
+		ts.cancelled(f, reason)
+	}
+}
+
+func (ts *termState) cancelled(f *fire, reason string) {
+	ts.release(f)
+	r := f.run
+	fin := ts.now()
+	r.Status, r.Error, r.FinishedAt = store.StatusCancelled, reason, &fin
+	if h := ts.e.cfg.Hooks.Recorded; h != nil {
+		h(r.Job, r.Status)
+	}
+	ts.e.emit(r)
+}
+
+// enqueue hands f to a worker, or records it as cancelled if the executor
+// is closing.
+func (e *Executor) enqueue(f *fire) {
+	e.closeMu.RLock()
+	if !e.closed {
+		e.fires <- f
+		e.closeMu.RUnlock()
+		return
+	}
+	e.closeMu.RUnlock()
+	f.ts.cancelled(f, errStopped.Error())
+}
+
+// emit hands an outcome to the recorder.
+func (e *Executor) emit(r store.Run) {
+	e.closeMu.RLock()
+	defer e.closeMu.RUnlock()
+	if e.closed {
+		e.log.Warn("outcome produced after shutdown; the next executor records it as interrupted", "fire_id", r.FireID)
+		return
+	}
+	e.results <- r
+}
+
+// work runs fires until the fires channel is closed.
+func (e *Executor) work() {
+	for f := range e.fires {
+		e.dispatch(f)
+	}
+}
+
+func (e *Executor) dispatch(f *fire) {
+	ts, term := f.ts, f.ts.term
+	defer ts.release(f)
+	started := false
+	allow := func() error {
+		switch {
+		case ts.stopping.Load():
+			return errStopped
+		case !term.Valid():
+			return errLostLead
+		}
+		if !started {
+			started = true
+			if h := e.cfg.Hooks.Fired; h != nil {
+				h(f.job.Name, e.clock.Since(f.dueAt))
+			}
+		}
+		return nil
+	}
+	res := e.disp.Dispatch(f.ctx, target.Fire{FireID: f.run.FireID, Job: f.job, ScheduledAt: f.run.ScheduledAt, Trigger: f.run.Trigger, Instance: e.cfg.InstanceID, Epoch: term.Epoch()}, allow)
+	r := resultRun(f.run, res)
+	if r.Status == store.StatusCancelled && f.ctx.Err() != nil && r.Error == "" {
+		r.Error = "cancelled by a newer run (concurrency replace)"
+	}
+	if h := e.cfg.Hooks.Finished; h != nil {
+		h(r.Job, r.Status, time.Duration(r.DurationMS)*time.Millisecond)
+	}
+	e.results <- r // workers stop before the results channel closes
+}
+
+// resultRun merges a dispatch result into its claim.
+func resultRun(claim store.Run, res target.Result) store.Run {
+	r := claim
+	r.Status = res.Status
+	if !res.StartedAt.IsZero() {
+		st := res.StartedAt
+		r.StartedAt = &st
+	}
+	fin := res.FinishedAt
+	r.FinishedAt = &fin
+	if r.StartedAt != nil {
+		r.DurationMS = fin.Sub(*r.StartedAt).Milliseconds()
+	}
+	r.Attempts = len(res.Attempts)
+	r.AttemptLog = res.Attempts
+	r.HTTPStatus = res.HTTPStatus
+	if claim.Job != "" && res.AMQPConfirmed {
+		ok := true
+		r.AMQPConfirmed = &ok
+	}
+	r.ExitCode = res.ExitCode
+	r.Output = res.Output
+	r.Error = res.Error
+	return r
+}
+
+// record writes outcomes in batches until the results channel is closed
+// (after the workers stop). A failed batch is retried: outcomes are
+// insert-once, so a retry never double counts.
+func (e *Executor) record() {
+	var buf []store.Run
+	t := e.clock.NewTicker(e.cfg.RecordInterval)
+	defer t.Stop()
+	flush := func(final bool) {
+		for len(buf) > 0 {
+			start := time.Now()
+			n := min(len(buf), 4*e.cfg.RecordBatch)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			_, err := e.store.RecordResults(ctx, buf[:n])
+			cancel()
+			if h := e.cfg.Hooks.StoreOp; h != nil {
+				h("record", n, time.Since(start), err)
+			}
+			if err != nil {
+				e.log.Warn("recording run outcomes failed; retrying", "runs", n, "error", err)
+				if final {
+					return
+				}
+				time.Sleep(time.Second)
+				continue
+			}
+			buf = buf[n:]
+		}
+		buf = nil
+	}
+	results := e.results
+	for {
+		select {
+		case r, ok := <-results:
+			if !ok {
+				flush(true)
+				return
+			}
+			buf = append(buf, r)
+			if len(buf) >= e.cfg.RecordBatch {
+				flush(false)
+			}
+		case <-t.Chan():
+			flush(false)
+		}
+	}
+}

@@ -1,0 +1,33 @@
+// Package executor runs jobs while this instance holds the token: it loads
+// every job from the store, schedules them with gocron, claims each tick in
+// the store before dispatching it, catches up ticks missed while no executor
+// ran, and applies forwarded writes as the cluster's single writer.
+//
+// # Ticks
+//
+// Jobs that share a schedule and time zone share one gocron job (a group),
+// so 100,000 jobs on a handful of schedules need a handful of timers. When a
+// group's timer fires, the executor computes the ticks due since the group
+// last ran from the schedule itself, so a late or skipped timer never loses
+// a tick.
+//
+// Each tick of each job is claimed by inserting a run whose (job,
+// scheduled_at) is unique, under the executor's epoch; only a claimed tick is
+// dispatched, and at most once. Two executors that both believe they lead can
+// therefore never fire one tick twice.
+//
+// # Failover
+//
+// The executor reports a watermark with every lease renewal: every tick at
+// or before it has been claimed or recorded. A new executor starts from the
+// previous one's watermark and plans the ticks in between with each job's
+// misfire policy (see planCatchUp). If the store fails under a running
+// executor, the watermark freezes and the same catch-up runs once it is back.
+//
+// # Stopping
+//
+// When the term ends the scheduler stops at once; fires waiting for their
+// jitter delay or for a worker are recorded as cancelled rather than sent,
+// because every dispatch checks the term just before sending. Requests
+// already sent finish and are recorded.
+package executor

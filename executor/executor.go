@@ -1,0 +1,208 @@
+package executor
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+
+	"github.com/batonhq/baton/job"
+	"github.com/batonhq/baton/store"
+	"github.com/batonhq/baton/target"
+	"github.com/batonhq/baton/token"
+)
+
+// Store is the part of the store the executor uses.
+type Store interface {
+	EachJob(ctx context.Context, fn func(*job.Job) error) error
+	Job(ctx context.Context, name string) (*job.Job, error)
+	CreateJob(ctx context.Context, f store.Fence, j *job.Job) error
+	ReplaceJob(ctx context.Context, f store.Fence, j *job.Job) error
+	DeleteJob(ctx context.Context, f store.Fence, name string) error
+	SetPaused(ctx context.Context, f store.Fence, name string, paused bool, now time.Time) (*job.Job, error)
+	Claim(ctx context.Context, f store.Fence, claims []store.Run) ([]bool, error)
+	RecordResults(ctx context.Context, runs []store.Run) ([]bool, error)
+	UnfinishedClaims(ctx context.Context, epoch int64, since time.Time) ([]store.Run, error)
+	Prune(ctx context.Context, now time.Time) error
+	Ping(ctx context.Context) error
+}
+
+// Dispatcher sends one fire to its target.
+type Dispatcher interface {
+	Dispatch(ctx context.Context, f target.Fire, allow func() error) target.Result
+}
+
+// Hooks receive events for metrics. Every field is optional.
+type Hooks struct {
+	// Fired is called when a fire's first attempt starts, with its lag
+	// behind the scheduled (plus jitter) time.
+	Fired func(jobName string, lag time.Duration)
+	// Finished is called when a run's outcome is known.
+	Finished func(jobName, status string, duration time.Duration)
+	// Recorded is called for claims and runs recorded without a dispatch
+	// (skipped, missed, cancelled).
+	Recorded func(jobName, status string)
+	// StoreOp is called after each store batch: "claim" or "record".
+	StoreOp func(op string, n int, took time.Duration, err error)
+}
+
+// Config configures an Executor. Zero values take the noted defaults.
+type Config struct {
+	InstanceID string
+	// Workers is the number of concurrent dispatches (256).
+	Workers int
+	// ClaimBatch is the number of ticks claimed per store call (1000).
+	ClaimBatch int
+	// ShellEnabled allows shell targets (validated on writes).
+	ShellEnabled bool
+	// RecordBatch and RecordInterval bound how results are batched (500,
+	// 100ms).
+	RecordBatch    int
+	RecordInterval time.Duration
+	// ApplyReadyTimeout bounds how long a write waits for a new term to
+	// finish loading its jobs (30s).
+	ApplyReadyTimeout time.Duration
+	Clock             clockwork.Clock
+	Logger            *slog.Logger
+	Hooks             Hooks
+}
+
+// Executor runs jobs while this instance is the executor. It implements
+// token.Leader and crud.Applier.
+type Executor struct {
+	cfg   Config
+	store Store
+	disp  Dispatcher
+	log   *slog.Logger
+	clock clockwork.Clock
+
+	fires    chan *fire
+	results  chan store.Run
+	workers  sync.WaitGroup
+	recorder sync.WaitGroup
+	closeMu  sync.RWMutex // guards sends on fires and results against Close
+	closed   bool
+
+	mu  sync.Mutex
+	cur *termState
+}
+
+// New returns an executor. Start must be called before it can lead.
+func New(cfg Config, st Store, disp Dispatcher) *Executor {
+	cfg.Workers = cmp.Or(cfg.Workers, 256)
+	cfg.ClaimBatch = cmp.Or(cfg.ClaimBatch, 1000)
+	cfg.RecordBatch = cmp.Or(cfg.RecordBatch, 500)
+	cfg.RecordInterval = cmp.Or(cfg.RecordInterval, 100*time.Millisecond)
+	cfg.ApplyReadyTimeout = cmp.Or(cfg.ApplyReadyTimeout, 30*time.Second)
+	if cfg.Clock == nil {
+		cfg.Clock = clockwork.NewRealClock()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Executor{
+		cfg: cfg, store: st, disp: disp, clock: cfg.Clock,
+		log:     cfg.Logger.With("component", "executor"),
+		fires:   make(chan *fire, cfg.Workers*4),
+		results: make(chan store.Run, cfg.RecordBatch*8),
+	}
+}
+
+// Start starts the dispatch workers and the result recorder. They outlive
+// terms: a dispatch sent under a term that has since ended still has its
+// outcome recorded. Close stops them.
+func (e *Executor) Start() {
+	for range e.cfg.Workers {
+		e.workers.Add(1)
+		go func() {
+			defer e.workers.Done()
+			e.work()
+		}()
+	}
+	e.recorder.Add(1)
+	go func() {
+		defer e.recorder.Done()
+		e.record()
+	}()
+}
+
+// Close waits for dispatches in flight and records their outcomes, or gives
+// up when ctx ends. Call it after the last term has stopped.
+func (e *Executor) Close(ctx context.Context) error {
+	e.closeMu.Lock()
+	e.closed = true
+	close(e.fires)
+	e.closeMu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		// Workers first: each sends its outcome to the recorder, which
+		// then flushes everything and exits.
+		e.workers.Wait()
+		close(e.results)
+		e.recorder.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return errors.New("executor: dispatches still in flight at shutdown; their outcomes are recorded by the next executor as interrupted")
+	}
+}
+
+// Status is a snapshot of the executor.
+type Status struct {
+	Leading   bool      `json:"leading"`
+	Epoch     int64     `json:"epoch,omitempty"`
+	Loaded    bool      `json:"loaded"`
+	Jobs      int       `json:"jobs"`
+	Groups    int       `json:"timers"`
+	Degraded  bool      `json:"degraded"`
+	Watermark time.Time `json:"watermark,omitzero"`
+}
+
+// Status returns a snapshot.
+func (e *Executor) Status() Status {
+	e.mu.Lock()
+	ts := e.cur
+	e.mu.Unlock()
+	if ts == nil {
+		return Status{}
+	}
+	return ts.status()
+}
+
+// Lead starts running jobs under term. Loading happens in the background.
+func (e *Executor) Lead(term *token.Term) {
+	ts := newTermState(e, term)
+	e.mu.Lock()
+	e.cur = ts
+	e.mu.Unlock()
+	ts.start()
+}
+
+// Stop stops all firing of the current term and returns when no dispatch
+// can start any more.
+func (e *Executor) Stop(ctx context.Context) {
+	e.mu.Lock()
+	ts := e.cur
+	e.cur = nil
+	e.mu.Unlock()
+	if ts != nil {
+		ts.stop(ctx)
+	}
+}
+
+// current returns the term state for term, if it is the current one.
+func (e *Executor) current(term *token.Term) *termState {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.cur == nil || e.cur.term != term {
+		return nil
+	}
+	return e.cur
+}

@@ -1,0 +1,359 @@
+// Package instance assembles one Baton process: store, token election,
+// executor, forwarded writes and the HTTP API. It owns their start order and
+// the ordered, bounded shutdown.
+package instance
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/batonhq/baton/api"
+	"github.com/batonhq/baton/crud"
+	"github.com/batonhq/baton/executor"
+	"github.com/batonhq/baton/internal/backoff"
+	"github.com/batonhq/baton/job"
+	"github.com/batonhq/baton/metrics"
+	"github.com/batonhq/baton/store"
+	"github.com/batonhq/baton/target"
+	"github.com/batonhq/baton/token"
+)
+
+// Config is everything an instance needs, in plain types.
+type Config struct {
+	Cluster    string
+	ID         string
+	Datacenter string
+	Version    string
+
+	HTTPListen          string
+	HTTPShutdownTimeout time.Duration
+
+	AMQPURL        string
+	Heartbeat      time.Duration
+	ConnectTimeout time.Duration
+	ReconnectMin   time.Duration
+	ReconnectMax   time.Duration
+
+	MongoURI      string
+	MongoDatabase string
+	MongoTimeout  time.Duration
+	RunsRetention time.Duration
+
+	LeaseTTL         time.Duration
+	RenewInterval    time.Duration
+	HealthTimeout    time.Duration
+	RotateInterval   time.Duration
+	WatchdogInterval time.Duration
+
+	CRUDTimeout  time.Duration
+	Workers      int
+	ClaimBatch   int
+	ShellEnabled bool
+
+	// Schedule holds jobs to upsert at start (from the schedule file).
+	Schedule []job.Job
+
+	Logger *slog.Logger
+	// Handler wraps the HTTP handler (metrics, auth, UI); nil keeps it.
+	Handler func(next http.Handler, inst *Instance) http.Handler
+	// PerJobMetrics adds per-job series to /metrics (metrics.per_job).
+	PerJobMetrics bool
+}
+
+// Instance is one running Baton process.
+type Instance struct {
+	cfg     Config
+	log     *slog.Logger
+	session string
+
+	Store    *store.Store
+	Observer *token.Observer
+	Watchdog *token.Watchdog
+	Elector  *token.Elector
+	Executor *executor.Executor
+	CRUD     *crud.Client
+	API      *api.Server
+	Metrics  *metrics.Metrics
+
+	dispatcher *target.Dispatcher
+	storeOK    atomic.Bool
+	ln         net.Listener
+}
+
+// Run starts the instance and blocks until ctx ends, then shuts down in
+// order. It returns an error if the instance could not start, or if its id
+// was taken over by another process.
+func Run(ctx context.Context, cfg Config) error {
+	inst, err := start(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	return inst.run(ctx)
+}
+
+func start(ctx context.Context, cfg Config) (*Instance, error) {
+	var sid [8]byte
+	_, _ = rand.Read(sid[:])
+	inst := &Instance{cfg: cfg, session: hex.EncodeToString(sid[:]),
+		log: cfg.Logger.With("component", "instance", "instance", cfg.ID)}
+
+	// The store first: nothing works without it. Keep trying while it is
+	// down, as a restarted cluster may come up before its database.
+	b := backoff.Backoff{Min: 200 * time.Millisecond, Max: 5 * time.Second}
+	for {
+		st, err := store.Open(ctx, store.Config{URI: cfg.MongoURI, Database: cfg.MongoDatabase,
+			Timeout: cfg.MongoTimeout, Retention: cfg.RunsRetention, Logger: cfg.Logger})
+		if err == nil {
+			inst.Store = st
+			break
+		}
+		inst.log.Warn("store unavailable; retrying", "error", err)
+		if !backoff.Sleep(ctx, b.Next()) {
+			return nil, ctx.Err()
+		}
+	}
+	inst.storeOK.Store(true)
+
+	ln, err := net.Listen("tcp", cfg.HTTPListen)
+	if err != nil {
+		return nil, fmt.Errorf("http.listen %s: %w", cfg.HTTPListen, err)
+	}
+	inst.ln = ln
+	now := time.Now().UTC()
+	err = inst.Store.RegisterInstance(ctx, store.Instance{ID: cfg.ID, Session: inst.session, Datacenter: cfg.Datacenter,
+		Role: store.RoleStandby, HTTPAddr: ln.Addr().String(), Version: cfg.Version, StartedAt: now, LastSeen: now},
+		3*heartbeatEvery)
+	if err != nil {
+		_ = ln.Close()
+		return nil, fmt.Errorf("instance.id %q: %w", cfg.ID, err)
+	}
+
+	tcfg := token.Config{
+		URL: cfg.AMQPURL, Queue: cfg.Cluster + ".token", InstanceID: cfg.ID, Datacenter: cfg.Datacenter,
+		Heartbeat: cfg.Heartbeat, ConnectTimeout: cfg.ConnectTimeout, ReconnectMin: cfg.ReconnectMin, ReconnectMax: cfg.ReconnectMax,
+		LeaseTTL: cfg.LeaseTTL, RenewInterval: cfg.RenewInterval, HealthTimeout: cfg.HealthTimeout,
+		RotateInterval: cfg.RotateInterval, WatchdogInterval: cfg.WatchdogInterval, Logger: cfg.Logger,
+	}
+	disp, err := target.New(target.Config{AMQPURL: cfg.AMQPURL, ShellEnabled: cfg.ShellEnabled, Logger: cfg.Logger})
+	if err != nil {
+		_ = ln.Close()
+		return nil, fmt.Errorf("targets: %w", err)
+	}
+	inst.dispatcher = disp
+	inst.Metrics = metrics.New(metrics.Options{PerJob: cfg.PerJobMetrics})
+	inst.Executor = executor.New(executor.Config{InstanceID: cfg.ID, Workers: cfg.Workers, ClaimBatch: cfg.ClaimBatch,
+		ShellEnabled: cfg.ShellEnabled, Logger: cfg.Logger, Hooks: inst.Metrics.ExecutorHooks()}, inst.Store, disp)
+	crudServer := crud.NewServer(crud.ServerConfig{URL: cfg.AMQPURL, Queue: cfg.Cluster + ".crud", InstanceID: cfg.ID,
+		Heartbeat: cfg.Heartbeat, ConnectTimeout: cfg.ConnectTimeout, Logger: cfg.Logger}, inst.Store, inst.Executor)
+	inst.Observer = token.NewObserver(cfg.LeaseTTL)
+	if inst.Watchdog, err = token.NewWatchdog(tcfg, inst.Store, inst.Observer); err != nil {
+		_ = ln.Close()
+		return nil, err
+	}
+	if inst.Elector, err = token.NewElector(tcfg, inst.Store, leaders{inst.Executor, crudServer}, inst.Observer); err != nil {
+		_ = ln.Close()
+		return nil, err
+	}
+	inst.Elector.OnLeadershipChange = inst.Metrics.LeadershipChanged
+	inst.Metrics.Watch(metrics.Instance{Elector: inst.Elector, Watchdog: inst.Watchdog, Executor: inst.Executor})
+	inst.CRUD = crud.NewClient(crud.ClientConfig{URL: cfg.AMQPURL, Queue: cfg.Cluster + ".crud", InstanceID: cfg.ID,
+		Timeout: cfg.CRUDTimeout, Heartbeat: cfg.Heartbeat, ConnectTimeout: cfg.ConnectTimeout,
+		ReconnectMin: cfg.ReconnectMin, ReconnectMax: cfg.ReconnectMax, Logger: cfg.Logger}, inst.Store)
+	inst.API = api.New(api.Config{ShellEnabled: cfg.ShellEnabled, Logger: cfg.Logger}, inst.Store, inst.Metrics.CountWrites(inst.CRUD), clusterView{inst})
+	return inst, nil
+}
+
+// leaders drives the executor and the write server as one leader. Writes
+// stop before firing does, and start after it, so that no write is applied
+// to a schedule that is not running.
+type leaders struct {
+	exec *executor.Executor
+	crud *crud.Server
+}
+
+func (l leaders) Lead(t *token.Term) {
+	l.exec.Lead(t)
+	l.crud.Lead(t)
+}
+
+func (l leaders) Stop(ctx context.Context) {
+	l.crud.Stop(ctx)
+	l.exec.Stop(ctx)
+}
+
+const heartbeatEvery = time.Second
+
+func (inst *Instance) run(ctx context.Context) error {
+	cfg := inst.cfg
+	inst.Executor.Start()
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", inst.Metrics.Handler())
+	mux.Handle("/", inst.API)
+	var handler http.Handler = mux
+	if cfg.Handler != nil {
+		handler = cfg.Handler(handler, inst)
+	}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+
+	// Background work is split by when it must stop: the elector first,
+	// so that the token moves on at once; everything else after the HTTP
+	// server has drained.
+	electCtx, stopElect := context.WithCancel(context.WithoutCancel(ctx))
+	bgCtx, stopBG := context.WithCancel(context.WithoutCancel(ctx))
+	var elect, bg sync.WaitGroup
+	fatal := make(chan error, 1)
+	goTracked := func(wg *sync.WaitGroup, fn func()) {
+		wg.Add(1)
+		go func() { defer wg.Done(); fn() }()
+	}
+	goTracked(&elect, func() { _ = inst.Elector.Run(electCtx) })
+	goTracked(&bg, func() { _ = inst.Watchdog.Run(bgCtx) })
+	goTracked(&bg, func() { _ = inst.Watchdog.Observe(bgCtx) })
+	goTracked(&bg, func() { _ = inst.CRUD.Run(bgCtx) })
+	goTracked(&bg, func() {
+		if err := inst.heartbeat(bgCtx); err != nil {
+			fatal <- err
+		}
+	})
+	goTracked(&bg, func() { inst.applySchedule(bgCtx) })
+	goTracked(&bg, func() {
+		if err := srv.Serve(inst.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			fatal <- fmt.Errorf("http: %w", err)
+		}
+	})
+	inst.log.Info("instance started", "http", inst.ln.Addr().String(), "cluster", cfg.Cluster, "datacenter", cfg.Datacenter)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-fatal:
+		inst.log.Error("stopping after a fatal error", "error", runErr)
+	}
+	start := time.Now()
+	// 1. Hand the token over: stop firing, release the lease, cancel,
+	//    nack. The next executor starts while this one drains.
+	stopElect()
+	elect.Wait()
+	// 2. Stop taking requests and let those in progress finish.
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.HTTPShutdownTimeout)
+	_ = srv.Shutdown(sctx)
+	cancel()
+	// 3. Background loops, then the dispatches still in flight, whose
+	//    outcomes are recorded before the store closes.
+	stopBG()
+	bg.Wait()
+	cctx, cancel := context.WithTimeout(context.Background(), cfg.HTTPShutdownTimeout)
+	if err := inst.Executor.Close(cctx); err != nil {
+		inst.log.Warn("shutdown", "error", err)
+	}
+	cancel()
+	_ = inst.dispatcher.Close()
+	inst.markStopped()
+	_ = inst.Store.Close(context.Background())
+	inst.log.Info("instance stopped", "took", time.Since(start))
+	return runErr
+}
+
+// heartbeat keeps the registration fresh with the current role. Losing the
+// registration to another process with the same id is fatal.
+func (inst *Instance) heartbeat(ctx context.Context) error {
+	t := time.NewTicker(heartbeatEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		err := inst.Store.Heartbeat(ctx, inst.registration(inst.Elector.Status().Role))
+		switch {
+		case errors.Is(err, store.ErrInstanceIDUsed):
+			return fmt.Errorf("instance.id %q was taken over by another process: %w", inst.cfg.ID, err)
+		case err != nil:
+			inst.storeOK.Store(false)
+			inst.log.Warn("heartbeat failed", "error", err)
+		default:
+			inst.storeOK.Store(true)
+		}
+	}
+}
+
+func (inst *Instance) registration(role string) store.Instance {
+	return store.Instance{ID: inst.cfg.ID, Session: inst.session, Datacenter: inst.cfg.Datacenter, Role: role,
+		HTTPAddr: inst.ln.Addr().String(), LastSeen: time.Now().UTC()}
+}
+
+func (inst *Instance) markStopped() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = inst.Store.Heartbeat(ctx, inst.registration(store.RoleStopped))
+}
+
+// Addr is the HTTP listen address.
+func (inst *Instance) Addr() string { return inst.ln.Addr().String() }
+
+// applySchedule upserts the schedule file's jobs through the write path,
+// like sidekiq-cron's load_from_hash: idempotent, so N instances starting
+// with the same file change nothing after the first.
+func (inst *Instance) applySchedule(ctx context.Context) {
+	for i := range inst.cfg.Schedule {
+		j := inst.cfg.Schedule[i]
+		b := backoff.Backoff{Min: 500 * time.Millisecond, Max: 5 * time.Second}
+		for {
+			reply, err := inst.CRUD.Do(ctx, crud.Request{Op: crud.OpUpsert, Name: j.Name, Job: &j})
+			if err == nil && reply.Error == nil {
+				inst.log.Info("schedule file job applied", "job", j.Name, "result", reply.Result)
+				break
+			}
+			if err == nil && reply.Status < 500 {
+				inst.log.Error("schedule file job rejected", "job", j.Name, "error", reply.Error.Message, "field", reply.Error.Field)
+				break
+			}
+			if !backoff.Sleep(ctx, b.Next()) {
+				return
+			}
+		}
+	}
+}
+
+// clusterView answers the API's questions about the cluster.
+type clusterView struct{ inst *Instance }
+
+func (c clusterView) Executor(ctx context.Context) (*store.Lease, error) {
+	l, err := c.inst.Store.Lease(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c.inst.Observer.Observe(l)
+	if !c.inst.Observer.Live(l) {
+		return nil, nil
+	}
+	return &l, nil
+}
+
+func (c clusterView) Token() any {
+	return map[string]any{"watchdog": c.inst.Watchdog.Status(), "elector": c.inst.Elector.Status()}
+}
+
+func (c clusterView) Ready(ctx context.Context) error {
+	var problems []error
+	if !c.inst.storeOK.Load() {
+		problems = append(problems, errors.New("store unreachable"))
+	}
+	if !c.inst.Elector.Status().Connected {
+		problems = append(problems, errors.New("broker unreachable (token)"))
+	}
+	if !c.inst.CRUD.Connected() {
+		problems = append(problems, errors.New("broker unreachable (writes)"))
+	}
+	return errors.Join(problems...)
+}

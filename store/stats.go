@@ -1,0 +1,177 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"hash/fnv"
+	"sort"
+	"strings"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/batonhq/baton/job"
+)
+
+// statShards is the number of counter documents. Jobs hash onto them, so a
+// burst of results for 100,000 jobs costs at most this many updates.
+const statShards = 64
+
+type jobCounters struct {
+	Run      int64           `bson:"run"`
+	OK       int64           `bson:"ok"`
+	Fail     int64           `bson:"fail"`
+	Consec   int64           `bson:"consec"`
+	LastOK   *time.Time      `bson:"last_ok,omitempty"`
+	LastFail *time.Time      `bson:"last_fail,omitempty"`
+	Last     *job.RunSummary `bson:"last,omitempty"`
+}
+
+type statShard struct {
+	ID   int                    `bson:"_id"`
+	Jobs map[string]jobCounters `bson:"jobs"`
+}
+
+func shardOf(name string) int {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(name))
+	return int(h.Sum32() % statShards)
+}
+
+// fieldKey encodes a job name as a document key: update paths treat '.' as
+// a separator, and '~' cannot occur in a job name.
+func fieldKey(name string) string { return strings.ReplaceAll(name, ".", "~") }
+func fieldName(key string) string { return strings.ReplaceAll(key, "~", ".") }
+
+// countRuns adds finished runs to their jobs' counters with atomic updates,
+// one per touched shard.
+func (s *Store) countRuns(ctx context.Context, runs []Run) error {
+	if len(runs) == 0 {
+		return nil
+	}
+	sort.SliceStable(runs, func(a, b int) bool { return finishedAt(runs[a]).Before(finishedAt(runs[b])) })
+	type delta struct {
+		run, ok, fail   int64
+		sawOK           bool
+		failsAfterOK    int64
+		lastOK, lastErr time.Time
+		last            job.RunSummary
+	}
+	byShard := map[int]map[string]*delta{}
+	for _, r := range runs {
+		sh := shardOf(r.Job)
+		if byShard[sh] == nil {
+			byShard[sh] = map[string]*delta{}
+		}
+		d := byShard[sh][r.Job]
+		if d == nil {
+			d = &delta{}
+			byShard[sh][r.Job] = d
+		}
+		fin := finishedAt(r)
+		d.run++
+		switch r.Status {
+		case StatusSucceeded:
+			d.ok++
+			d.sawOK, d.failsAfterOK = true, 0
+			d.lastOK = fin
+		case StatusFailed:
+			d.fail++
+			d.failsAfterOK++
+			d.lastErr = fin
+		}
+		d.last = job.RunSummary{FireID: r.FireID, ScheduledAt: r.ScheduledAt, FinishedAt: fin, Status: r.Status}
+	}
+	models := make([]mongo.WriteModel, 0, len(byShard))
+	for sh, jobs := range byShard {
+		inc, set, maxes := bson.M{}, bson.M{}, bson.M{}
+		for name, d := range jobs {
+			p := "jobs." + fieldKey(name) + "."
+			inc[p+"run"] = d.run
+			if d.ok > 0 {
+				inc[p+"ok"] = d.ok
+				maxes[p+"last_ok"] = d.lastOK
+			}
+			if d.fail > 0 {
+				inc[p+"fail"] = d.fail
+				maxes[p+"last_fail"] = d.lastErr
+			}
+			// A success in the batch resets the streak to the failures after it.
+			if d.sawOK {
+				set[p+"consec"] = d.failsAfterOK
+			} else if d.failsAfterOK > 0 {
+				inc[p+"consec"] = d.failsAfterOK
+			}
+			set[p+"last"] = d.last
+		}
+		update := bson.M{"$inc": inc, "$set": set}
+		if len(maxes) > 0 {
+			update["$max"] = maxes
+		}
+		models = append(models, mongo.NewUpdateOneModel().SetFilter(bson.M{"_id": sh}).SetUpdate(update).SetUpsert(true))
+	}
+	for _, c := range chunks(len(models), maxBatch) {
+		octx, cancel := context.WithTimeout(ctx, 4*s.timeout)
+		_, err := s.stats.BulkWrite(octx, models[c[0]:c[1]], options.BulkWrite().SetOrdered(false))
+		cancel()
+		if err != nil {
+			return fmt.Errorf("store: count %d runs: %w", len(runs), err)
+		}
+	}
+	return nil
+}
+
+func finishedAt(r Run) time.Time {
+	if r.FinishedAt != nil {
+		return *r.FinishedAt
+	}
+	return r.ClaimedAt
+}
+
+// statsFor returns the counters of the named jobs.
+func (s *Store) statsFor(ctx context.Context, names []string) (map[string]job.Stats, error) {
+	want := map[int]bool{}
+	for _, n := range names {
+		want[shardOf(n)] = true
+	}
+	ids := make([]int, 0, len(want))
+	for id := range want {
+		ids = append(ids, id)
+	}
+	octx, cancel := s.opContext(ctx)
+	defer cancel()
+	filter := bson.M{"_id": bson.M{"$in": ids}}
+	if len(ids) == 1 {
+		filter = bson.M{"_id": ids[0]}
+	}
+	cur, err := s.stats.Find(octx, filter)
+	if err != nil {
+		return nil, fmt.Errorf("store: read counters: %w", err)
+	}
+	var shards []statShard
+	if err := cur.All(octx, &shards); err != nil {
+		return nil, fmt.Errorf("store: read counters: %w", err)
+	}
+	out := make(map[string]job.Stats, len(names))
+	for _, sh := range shards {
+		for key, c := range sh.Jobs {
+			out[fieldName(key)] = job.Stats{
+				RunCount: c.Run, SuccessCount: c.OK, FailureCount: c.Fail, ConsecutiveFailures: c.Consec,
+				LastSuccessAt: c.LastOK, LastFailureAt: c.LastFail, LastRun: c.Last,
+			}
+		}
+	}
+	return out, nil
+}
+
+func (s *Store) clearStats(ctx context.Context, name string) error {
+	octx, cancel := s.opContext(ctx)
+	defer cancel()
+	_, err := s.stats.UpdateOne(octx, bson.M{"_id": shardOf(name)}, bson.M{"$unset": bson.M{"jobs." + fieldKey(name): ""}})
+	if err != nil {
+		return fmt.Errorf("store: clear counters of %q: %w", name, err)
+	}
+	return nil
+}

@@ -1,0 +1,408 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/batonhq/baton/internal/testenv"
+	"github.com/batonhq/baton/job"
+	"github.com/batonhq/baton/store"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+var ctx = context.Background()
+
+func acquire(t *testing.T, s *store.Store, holder string) store.Lease {
+	t.Helper()
+	require.NoError(t, s.EnsureLease(ctx))
+	l, err := s.Lease(ctx)
+	require.NoError(t, err)
+	if l.TokenGen == 0 {
+		l, err = s.BumpTokenGen(ctx, l)
+		require.NoError(t, err)
+	}
+	nl, err := s.AcquireLease(ctx, l, holder, "dc1", l.TokenGen, time.Now())
+	require.NoError(t, err)
+	return nl
+}
+
+func TestLeaseLifecycle(t *testing.T) {
+	t.Parallel()
+	s := testenv.Store(t)
+	require.NoError(t, s.EnsureLease(ctx))
+	require.NoError(t, s.EnsureLease(ctx), "EnsureLease is idempotent")
+
+	l0, err := s.Lease(ctx)
+	require.NoError(t, err)
+	require.False(t, l0.Held())
+	require.Zero(t, l0.Epoch)
+
+	// Ten watchdogs race to publish the first token: one wins.
+	var wins int
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for range 10 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := s.BumpTokenGen(ctx, l0); err == nil {
+				mu.Lock()
+				wins++
+				mu.Unlock()
+			} else {
+				require.ErrorIs(t, err, store.ErrLeaseConflict)
+			}
+		}()
+	}
+	wg.Wait()
+	require.Equal(t, 1, wins)
+	l1, err := s.Lease(ctx)
+	require.NoError(t, err)
+	require.EqualValues(t, 1, l1.TokenGen)
+
+	// A token of the wrong generation cannot take the lease.
+	_, err = s.AcquireLease(ctx, l1, "a", "dc1", 0, time.Now())
+	require.ErrorIs(t, err, store.ErrLeaseConflict)
+
+	a, err := s.AcquireLease(ctx, l1, "a", "dc1", 1, time.Now())
+	require.NoError(t, err)
+	require.EqualValues(t, 1, a.Epoch)
+	require.True(t, a.Held())
+
+	// b observed the lease before a renewed: its acquisition must fail.
+	wm := time.Now().UTC().Truncate(time.Millisecond)
+	a2, err := s.RenewLease(ctx, a, wm, time.Now())
+	require.NoError(t, err)
+	require.EqualValues(t, 1, a2.Renewals)
+	require.True(t, a2.Watermark.Equal(wm))
+	_, err = s.AcquireLease(ctx, a, "b", "dc2", 1, time.Now())
+	require.ErrorIs(t, err, store.ErrLeaseConflict)
+
+	// b takes over after observing no renewal: a is fenced off.
+	b, err := s.AcquireLease(ctx, a2, "b", "dc2", 1, time.Now())
+	require.NoError(t, err)
+	require.EqualValues(t, 2, b.Epoch)
+	require.True(t, b.Watermark.Equal(wm), "the watermark carries over to the next executor")
+	_, err = s.RenewLease(ctx, a2, time.Now(), time.Now())
+	require.ErrorIs(t, err, store.ErrStaleEpoch)
+	require.ErrorIs(t, s.CheckFence(ctx, a2.Fence()), store.ErrStaleEpoch)
+	require.NoError(t, s.CheckFence(ctx, b.Fence()))
+
+	// Rotation by the holder, then release.
+	b2, err := s.RotateTokenGen(ctx, b)
+	require.NoError(t, err)
+	require.EqualValues(t, 2, b2.TokenGen)
+	_, err = s.RotateTokenGen(ctx, a2)
+	require.ErrorIs(t, err, store.ErrStaleEpoch)
+	require.NoError(t, s.ReleaseLease(ctx, b2, time.Now(), time.Now()))
+	rel, err := s.Lease(ctx)
+	require.NoError(t, err)
+	require.False(t, rel.Held())
+	require.ErrorIs(t, s.CheckFence(ctx, b2.Fence()), store.ErrStaleEpoch, "a released lease fences its old holder")
+	c, err := s.AcquireLease(ctx, rel, "c", "dc3", 2, time.Now())
+	require.NoError(t, err)
+	require.EqualValues(t, 3, c.Epoch)
+}
+
+func newJob(name string) *job.Job {
+	j := &job.Job{Name: name, Schedule: "* * * * *", Target: job.Target{Type: job.TargetHTTP, HTTP: &job.HTTPTarget{URL: "http://127.0.0.1:1/x"}}}
+	j.Normalize()
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	j.CreatedAt, j.UpdatedAt, j.ActiveSince = now, now, now
+	return j
+}
+
+func TestJobWritesAreFenced(t *testing.T) {
+	t.Parallel()
+	s := testenv.Store(t)
+	old := acquire(t, s, "old")
+	require.NoError(t, s.CreateJob(ctx, old.Fence(), newJob("a")))
+	require.ErrorIs(t, s.CreateJob(ctx, old.Fence(), newJob("a")), store.ErrExists)
+
+	// A new executor takes over; the old one's writes are rejected.
+	nl, err := s.AcquireLease(ctx, old, "new", "dc", old.TokenGen, time.Now())
+	require.NoError(t, err)
+	stale := old.Fence()
+	tests := []struct {
+		name string
+		op   func() error
+	}{
+		{"create", func() error { return s.CreateJob(ctx, stale, newJob("b")) }},
+		{"replace", func() error { return s.ReplaceJob(ctx, stale, newJob("a")) }},
+		{"delete", func() error { return s.DeleteJob(ctx, stale, "a") }},
+		{"pause", func() error { _, err := s.SetPaused(ctx, stale, "a", true, time.Now()); return err }},
+		{"claim", func() error { _, err := s.Claim(ctx, stale, []store.Run{{FireID: "x", Job: "a"}}); return err }},
+		{"begin request", func() error { _, err := s.BeginRequest(ctx, stale, "r1", time.Now()); return err }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			require.ErrorIs(t, tc.op(), store.ErrStaleEpoch)
+		})
+	}
+	_, err = s.Job(ctx, "b")
+	require.ErrorIs(t, err, store.ErrNotFound, "nothing was written under the stale epoch")
+
+	f := nl.Fence()
+	j := newJob("a")
+	j.Description = "updated"
+	require.NoError(t, s.ReplaceJob(ctx, f, j))
+	got, err := s.Job(ctx, "a")
+	require.NoError(t, err)
+	require.Equal(t, "updated", got.Description)
+	require.EqualValues(t, 2, got.Epoch)
+	require.ErrorIs(t, s.ReplaceJob(ctx, f, newJob("missing")), store.ErrNotFound)
+
+	p, err := s.SetPaused(ctx, f, "a", true, time.Now())
+	require.NoError(t, err)
+	require.True(t, p.Paused)
+	require.NoError(t, s.DeleteJob(ctx, f, "a"))
+	require.ErrorIs(t, s.DeleteJob(ctx, f, "a"), store.ErrNotFound)
+}
+
+func TestJobQueries(t *testing.T) {
+	t.Parallel()
+	s := testenv.Store(t)
+	f := acquire(t, s, "x").Fence()
+	for i, team := range []string{"pay", "pay", "ops"} {
+		j := newJob(fmt.Sprintf("job.%d", i))
+		j.Labels = map[string]string{"team": team}
+		require.NoError(t, s.CreateJob(ctx, f, j))
+	}
+	tests := []struct {
+		q    store.JobQuery
+		want []string
+	}{
+		{store.JobQuery{}, []string{"job.0", "job.1", "job.2"}},
+		{store.JobQuery{Labels: map[string]string{"team": "pay"}}, []string{"job.0", "job.1"}},
+		{store.JobQuery{NameContains: ".2"}, []string{"job.2"}},
+		{store.JobQuery{After: "job.0", Limit: 1}, []string{"job.1"}},
+	}
+	for _, tc := range tests {
+		jobs, err := s.Jobs(ctx, tc.q)
+		require.NoError(t, err)
+		var names []string
+		for _, j := range jobs {
+			names = append(names, j.Name)
+		}
+		require.Equal(t, tc.want, names, "%+v", tc.q)
+	}
+	var n int
+	require.NoError(t, s.EachJob(ctx, func(*job.Job) error { n++; return nil }))
+	require.Equal(t, 3, n)
+}
+
+func TestClaimsAreUniquePerTick(t *testing.T) {
+	t.Parallel()
+	s := testenv.Store(t)
+	f := acquire(t, s, "x").Fence()
+	tick := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	claim := func(id, jobName string, at time.Time) store.Run {
+		return store.Run{FireID: id, Job: jobName, ScheduledAt: at, Trigger: store.TriggerSchedule, Status: store.StatusRunning, Epoch: f.Epoch, ClaimedAt: time.Now()}
+	}
+	got, err := s.Claim(ctx, f, []store.Run{claim("1", "a", tick), claim("2", "b", tick)})
+	require.NoError(t, err)
+	require.Equal(t, []bool{true, true}, got)
+	// Same ticks under new fire ids, as a second executor would try: only the new tick is claimed.
+	got, err = s.Claim(ctx, f, []store.Run{claim("3", "a", tick), claim("4", "a", tick.Add(time.Second)), claim("5", "b", tick)})
+	require.NoError(t, err)
+	require.Equal(t, []bool{false, true, false}, got)
+
+	// Concurrent claimers of one tick: exactly one wins.
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	wins := 0
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := s.Claim(ctx, f, []store.Run{claim(fmt.Sprint("c", i), "race", tick)})
+			require.NoError(t, err)
+			if c[0] {
+				mu.Lock()
+				wins++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	require.Equal(t, 1, wins)
+}
+
+func TestResultsCountersAndRunQueries(t *testing.T) {
+	t.Parallel()
+	s := testenv.Store(t)
+	f := acquire(t, s, "x").Fence()
+	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	var claims []store.Run
+	for i := range 6 {
+		claims = append(claims, store.Run{FireID: fmt.Sprint("f", i), Job: "a.b", ScheduledAt: base.Add(time.Duration(i) * time.Minute),
+			Trigger: store.TriggerSchedule, Status: store.StatusRunning, Epoch: f.Epoch, ClaimedAt: base})
+	}
+	claims = append(claims, store.Run{FireID: "skip", Job: "a.b", ScheduledAt: base.Add(10 * time.Minute), Status: store.StatusSkipped, Reason: "previous run in progress", Epoch: f.Epoch, ClaimedAt: base})
+	_, err := s.Claim(ctx, f, claims)
+	require.NoError(t, err)
+
+	finish := func(i int, status string) store.Run {
+		r := claims[i]
+		r.Status = status
+		fin := r.ScheduledAt.Add(time.Second)
+		r.StartedAt, r.FinishedAt = &r.ScheduledAt, &fin
+		return r
+	}
+	// f0 ok, f1 fail, f2 fail | f3 ok, f4 fail; f5 still running.
+	rec, err := s.RecordResults(ctx, []store.Run{finish(0, store.StatusSucceeded), finish(1, store.StatusFailed), finish(2, store.StatusFailed)})
+	require.NoError(t, err)
+	require.Equal(t, []bool{true, true, true}, rec)
+	rec, err = s.RecordResults(ctx, []store.Run{finish(3, store.StatusSucceeded), finish(4, store.StatusFailed), finish(1, store.StatusSucceeded)})
+	require.NoError(t, err)
+	require.Equal(t, []bool{true, true, false}, rec, "the first outcome recorded wins")
+
+	j := newJob("a.b")
+	require.NoError(t, s.CreateJob(ctx, f, j))
+	got, err := s.Job(ctx, "a.b")
+	require.NoError(t, err)
+	require.EqualValues(t, 5, got.RunCount)
+	require.EqualValues(t, 2, got.SuccessCount)
+	require.EqualValues(t, 3, got.FailureCount)
+	require.EqualValues(t, 1, got.ConsecutiveFailures)
+	require.NotNil(t, got.LastRun)
+	require.Equal(t, "f4", got.LastRun.FireID)
+
+	tests := []struct {
+		name string
+		q    store.RunQuery
+		want []string
+	}{
+		{"newest first", store.RunQuery{Job: "a.b", Limit: 3}, []string{"skip", "f5", "f4"}},
+		{"before cursor", store.RunQuery{Job: "a.b", Before: base.Add(4 * time.Minute), Limit: 2}, []string{"f3", "f2"}},
+		{"failed", store.RunQuery{Job: "a.b", Status: store.StatusFailed}, []string{"f4", "f2", "f1"}},
+		{"failed since", store.RunQuery{Status: store.StatusFailed, Since: base.Add(2 * time.Minute)}, []string{"f4", "f2"}},
+		{"running", store.RunQuery{Job: "a.b", Status: store.StatusRunning}, []string{"f5"}},
+		{"skipped", store.RunQuery{Status: store.StatusSkipped}, []string{"skip"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			runs, err := s.Runs(ctx, tc.q)
+			require.NoError(t, err)
+			var ids []string
+			for _, r := range runs {
+				ids = append(ids, r.FireID)
+			}
+			require.Equal(t, tc.want, ids)
+		})
+	}
+	runs, err := s.Runs(ctx, store.RunQuery{Job: "a.b", Limit: 10})
+	require.NoError(t, err)
+	require.Equal(t, store.StatusSucceeded, runs[len(runs)-1].Status, "claims are merged with their outcomes")
+
+	un, err := s.UnfinishedClaims(ctx, f.Epoch+1, base)
+	require.NoError(t, err)
+	require.Len(t, un, 1)
+	require.Equal(t, "f5", un[0].FireID)
+
+	require.NoError(t, s.DeleteJob(ctx, f, "a.b"))
+	require.NoError(t, s.CreateJob(ctx, f, newJob("a.b")))
+	got, err = s.Job(ctx, "a.b")
+	require.NoError(t, err)
+	require.Zero(t, got.RunCount, "a re-created job starts with fresh counters")
+}
+
+func TestRequestIsDecidedOnce(t *testing.T) {
+	t.Parallel()
+	s := testenv.Store(t)
+	f := acquire(t, s, "x").Fence()
+
+	_, err := s.BeginRequest(ctx, f, "r1", time.Now())
+	require.NoError(t, err)
+	rec, err := s.AbandonRequest(ctx, "r1", time.Now())
+	require.ErrorIs(t, err, store.ErrExists)
+	require.Equal(t, store.RequestApplying, rec.State)
+	require.NoError(t, s.FinishRequest(ctx, "r1", []byte(`{"ok":true}`)))
+	rec, err = s.Request(ctx, "r1")
+	require.NoError(t, err)
+	require.Equal(t, store.RequestDone, rec.State)
+	require.JSONEq(t, `{"ok":true}`, string(rec.Reply))
+
+	_, err = s.AbandonRequest(ctx, "r2", time.Now())
+	require.NoError(t, err)
+	rec, err = s.BeginRequest(ctx, f, "r2", time.Now())
+	require.ErrorIs(t, err, store.ErrExists, "an abandoned request is never applied")
+	require.Equal(t, store.RequestAbandoned, rec.State)
+}
+
+func TestInstanceIDClash(t *testing.T) {
+	t.Parallel()
+	s := testenv.Store(t)
+	now := time.Now().UTC()
+	a := store.Instance{ID: "host-1", Session: "s1", Role: store.RoleStandby, StartedAt: now, LastSeen: now}
+	require.NoError(t, s.RegisterInstance(ctx, a, 10*time.Second))
+
+	b := a
+	b.Session = "s2"
+	err := s.RegisterInstance(ctx, b, 10*time.Second)
+	require.ErrorIs(t, err, store.ErrInstanceIDUsed, "a live instance with the same id is a clash")
+
+	b.LastSeen = now.Add(time.Minute)
+	require.NoError(t, s.RegisterInstance(ctx, b, 10*time.Second), "a stale registration is taken over")
+	err = s.Heartbeat(ctx, a)
+	require.True(t, errors.Is(err, store.ErrInstanceIDUsed), "the old session learns it lost its id: %v", err)
+	require.NoError(t, s.Heartbeat(ctx, b))
+	list, err := s.Instances(ctx)
+	require.NoError(t, err)
+	require.Len(t, list, 1)
+}
+
+// TestLeaseTransitionsAreAtomic races many takeovers and a renewal for the
+// same lease state. Exactly one may win: FerretDB's conditional updates are
+// not atomic, so the lease must not depend on them.
+func TestLeaseTransitionsAreAtomic(t *testing.T) {
+	t.Parallel()
+	s := testenv.Store(t)
+	a := acquire(t, s, "a")
+	for round := range 5 {
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		winners := []string{}
+		for i := range 12 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				var err error
+				name := fmt.Sprint("taker", i)
+				if i == 0 {
+					name = "renewal"
+					_, err = s.RenewLease(ctx, a, time.Now(), time.Now())
+				} else {
+					_, err = s.AcquireLease(ctx, a, name, "dc", a.TokenGen, time.Now())
+				}
+				if err == nil {
+					mu.Lock()
+					winners = append(winners, name)
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+		require.Len(t, winners, 1, "round %d: winners %v", round, winners)
+		cur, err := s.Lease(ctx)
+		require.NoError(t, err)
+		a = cur
+	}
+}
+
+// TestReopen opens a database that already has Baton's indexes, as every
+// instance after the first does.
+func TestReopen(t *testing.T) {
+	t.Parallel()
+	name := testenv.Name(t)
+	testenv.StoreNamed(t, name)
+	testenv.StoreNamed(t, name)
+	testenv.StoreNamed(t, name)
+}
