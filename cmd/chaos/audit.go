@@ -27,7 +27,7 @@ type blackhole struct {
 type report struct {
 	faults     []injected
 	jobs       []string
-	jobsFrom   time.Time
+	created    map[string]time.Time // a job's ticks count only after it was created
 	takeovers  map[string][]time.Duration
 	blackholes []blackhole
 	doubles    int
@@ -42,7 +42,9 @@ type report struct {
 	missedExamples, dupExamples []string
 }
 
-func newReport() *report { return &report{takeovers: map[string][]time.Duration{}} }
+func newReport() *report {
+	return &report{takeovers: map[string][]time.Duration{}, created: map[string]time.Time{}}
+}
 
 func (r *report) takeover(kind string, d time.Duration) {
 	r.takeovers[kind] = append(r.takeovers[kind], d)
@@ -53,14 +55,19 @@ func (r *report) errorf(format string, args ...any) {
 }
 
 // audit compares the receiver's log with the schedule and the run records,
-// for ticks from just after the jobs were created until end.
+// for each job's ticks from just after it was created until end. Jobs are
+// created one by one, so a later job's first due tick can be seconds after
+// the first job's.
 func (x *chaos) audit(ctx context.Context, end time.Time) error {
 	r := x.rep
-	from := r.jobsFrom.Truncate(time.Second).Add(time.Second)
-	r.window = [2]time.Time{from, end}
 	tally := x.recv.Tally()
 	fires := x.recv.Fires()
-	for _, name := range r.jobs {
+	for i, name := range r.jobs {
+		// The executor fires ticks strictly after a job became active.
+		from := r.created[name].Truncate(time.Second).Add(time.Second)
+		if i == 0 {
+			r.window = [2]time.Time{from, end}
+		}
 		records, err := x.allRuns(ctx, name, from)
 		if err != nil {
 			return err

@@ -134,10 +134,12 @@ func (x *chaos) setup(ctx context.Context) error {
 		if err != nil || code != http.StatusCreated {
 			return fmt.Errorf("create job-%d: %d %v %v", j, code, out, err)
 		}
-		if j == 0 {
-			x.rep.jobsFrom, _ = time.Parse(time.RFC3339Nano, out["created_at"].(string))
+		name := fmt.Sprintf("job-%d", j)
+		created, _ := out["created_at"].(string)
+		if x.rep.created[name], err = time.Parse(time.RFC3339Nano, created); err != nil {
+			return fmt.Errorf("create %s: created_at %q: %w", name, created, err)
 		}
-		x.rep.jobs = append(x.rep.jobs, fmt.Sprintf("job-%d", j))
+		x.rep.jobs = append(x.rep.jobs, name)
 	}
 	x.mon = startMonitor(x.c, x.log)
 	return nil
