@@ -39,6 +39,10 @@ type Config struct {
 	WatchdogInterval time.Duration
 	// StopTimeout bounds how long the leader may take to stop firing (5s).
 	StopTimeout time.Duration
+	// StuckAfter is how long a standby tolerates no live lease before it
+	// subscribes to the token queue again (2 x LeaseTTL; a takeover needs
+	// at most one). It clears consumers the broker left behind.
+	StuckAfter time.Duration
 
 	Logger *slog.Logger
 }
@@ -54,6 +58,7 @@ func (c *Config) setDefaults() error {
 	c.RotateInterval = cmp.Or(c.RotateInterval, 10*time.Minute)
 	c.WatchdogInterval = cmp.Or(c.WatchdogInterval, 2*time.Second)
 	c.StopTimeout = cmp.Or(c.StopTimeout, 5*time.Second)
+	c.StuckAfter = cmp.Or(c.StuckAfter, 2*c.LeaseTTL)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}

@@ -143,6 +143,16 @@ func (e *Elector) Run(ctx context.Context) error {
 
 var (
 	errDeliveriesClosed = errors.New("token: deliveries channel closed (consumer cancelled by the server)")
+	// errNotConsuming: RabbitMQ 3.10 does not cancel the consumers of a
+	// quorum queue that is deleted and at once declared again; they stay
+	// registered on their channel but the new queue does not know them
+	// (measured: consumer count 0, no basic.cancel). Only a new
+	// subscription reaches the new queue.
+	errNotConsuming = errors.New("token: the token queue has no consumer although this session consumes it (queue re-created)")
+	// errStuck: no instance has led for much longer than a takeover takes.
+	// Such consumers can also swallow the tokens sent to them; every
+	// standby subscribing afresh clears them.
+	errStuck = errors.New("token: no executor for too long; subscribing again")
 	errLeaseExpired     = errors.New("token: lease not renewed in time")
 	errShutdown         = errors.New("token: shutting down")
 )
@@ -162,6 +172,7 @@ type session struct {
 	heldGen int64
 
 	healthPending atomic.Bool // a broker health check has not answered yet
+	notLiveSince  time.Time   // first presence check that saw no live lease
 }
 
 func (e *Elector) session(ctx context.Context) error {
@@ -174,6 +185,8 @@ func (e *Elector) session(ctx context.Context) error {
 	}
 	e.setStatus(func(st *Status) { st.Role, st.Connected = RoleStandby, true })
 	e.log.Info("consuming token queue", "queue", e.cfg.Queue, "consumer", s.tag)
+	presence := time.NewTicker(e.cfg.WatchdogInterval)
+	defer presence.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -181,6 +194,13 @@ func (e *Elector) session(ctx context.Context) error {
 			return nil
 		case err := <-s.lost:
 			return err
+		case <-presence.C:
+			if err := s.checkPresence(); err != nil {
+				return err
+			}
+			if err := s.checkStuck(); err != nil {
+				return err
+			}
 		case d, ok := <-s.deliveries:
 			if !ok {
 				return errDeliveriesClosed
@@ -475,8 +495,14 @@ func (s *session) renew(ctx context.Context, term *Term, lease *store.Lease) (re
 		defer s.healthPending.Store(false)
 		q, err := s.pub.QueueDeclarePassive(e.cfg.Queue, true, false, false, false, nil)
 		messages.Store(int64(q.Messages))
+		if err == nil && q.Consumers == 0 {
+			err = errNotConsuming
+		}
 		return struct{}{}, err
 	}); err != nil {
+		if errors.Is(err, errNotConsuming) {
+			return 0, err
+		}
 		var amqpErr *amqp.Error
 		if errors.As(err, &amqpErr) {
 			// The broker answered with an error (queue deleted, channel
@@ -490,7 +516,9 @@ func (s *session) renew(ctx context.Context, term *Term, lease *store.Lease) (re
 	ready = int(messages.Load())
 	// The renewal may use all the time the term has left: a store that is
 	// merely slow during a burst must not end a term that is still valid.
-	rctx, cancel := context.WithDeadline(ctx, term.Deadline())
+	// Shutdown does not cut a renewal short: an insert whose answer is lost
+	// still lands, and the release that follows must know about it.
+	rctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), term.Deadline())
 	defer cancel()
 	nl, err := e.store.RenewLease(rctx, *lease, term.Watermark(), time.Now().UTC())
 	if err != nil {
@@ -504,6 +532,53 @@ func (s *session) renew(ctx context.Context, term *Term, lease *store.Lease) (re
 	*lease = nl
 	term.extend(start.Add(e.cfg.LeaseTTL - e.cfg.safetyMargin()))
 	return ready, nil
+}
+
+// checkPresence asks the broker whether the token queue still has a
+// consumer. A standby is always one of them; with single active consumer the
+// broker counts only the active one, so zero means that this subscription,
+// like every other, is attached to a queue that no longer exists. A slow
+// answer proves nothing and is ignored; a closed channel reaches the session
+// through s.lost.
+func (s *session) checkPresence() error {
+	if !s.healthPending.CompareAndSwap(false, true) {
+		return nil
+	}
+	var consumers atomic.Int64
+	consumers.Store(-1)
+	_, err := s.call(s.e.cfg.HealthTimeout, func() (struct{}, error) {
+		defer s.healthPending.Store(false)
+		q, err := s.pub.QueueDeclarePassive(s.e.cfg.Queue, true, false, false, false, nil)
+		if err == nil {
+			consumers.Store(int64(q.Consumers))
+		}
+		return struct{}{}, err
+	})
+	var amqpErr *amqp.Error
+	switch {
+	case errors.As(err, &amqpErr):
+		return fmt.Errorf("token: queue check: %w", err)
+	case consumers.Load() == 0:
+		return errNotConsuming
+	}
+	return nil
+}
+
+// checkStuck ends a standby's session once no lease has been live for
+// StuckAfter, counted from when this session first saw it so.
+func (s *session) checkStuck() error {
+	l, ok, _ := s.e.obs.Last()
+	if !ok || s.e.obs.Live(l) {
+		s.notLiveSince = time.Time{}
+		return nil
+	}
+	if s.notLiveSince.IsZero() {
+		s.notLiveSince = time.Now()
+	}
+	if time.Since(s.notLiveSince) > s.e.cfg.StuckAfter {
+		return errStuck
+	}
+	return nil
 }
 
 // rotate replaces the held token with a fresh one so that the broker's
@@ -552,11 +627,9 @@ func (s *session) stepDown(term *Term, lease *store.Lease, cause error, release 
 	e.leader.Stop(stopCtx)
 	cancel()
 	if release {
-		rctx, cancel := context.WithTimeout(context.Background(), e.cfg.LeaseTTL/2)
-		if err := e.store.ReleaseLease(rctx, *lease, term.Watermark(), time.Now().UTC()); err != nil {
+		if err := s.release(term, lease); err != nil {
 			e.log.Info("could not release the lease; it will expire", "error", err)
 		}
-		cancel()
 	}
 	e.setStatus(func(st *Status) { st.Role, st.Epoch, st.Since = RoleStandby, 0, time.Time{} })
 	if e.OnLeadershipChange != nil {
@@ -574,17 +647,33 @@ func (s *session) resign(term *Term, lease *store.Lease) {
 	stopCtx, cancel := context.WithTimeout(context.Background(), e.cfg.StopTimeout)
 	e.leader.Stop(stopCtx)
 	cancel()
-	rctx, cancel := context.WithTimeout(context.Background(), e.cfg.LeaseTTL/2)
-	if err := e.store.ReleaseLease(rctx, *lease, term.Watermark(), time.Now().UTC()); err != nil {
+	if err := s.release(term, lease); err != nil {
 		e.log.Warn("could not release the lease on shutdown; the next executor waits for it to expire", "error", err)
 	}
-	cancel()
 	s.giveBack()
 	e.setStatus(func(st *Status) { st.Role, st.Epoch, st.Since = RoleStandby, 0, time.Time{} })
 	if e.OnLeadershipChange != nil {
 		e.OnLeadershipChange(false)
 	}
 	e.log.Info("handed the token over", "epoch", lease.Epoch, "took", time.Since(start))
+}
+
+// release marks the lease released. A renewal whose answer was lost may
+// have landed, leaving our copy one slot behind: if the store still shows
+// this term, unreleased, release that.
+func (s *session) release(term *Term, lease *store.Lease) error {
+	e := s.e
+	ctx, cancel := context.WithTimeout(context.Background(), e.cfg.LeaseTTL/2)
+	defer cancel()
+	err := e.store.ReleaseLease(ctx, *lease, term.Watermark(), time.Now().UTC())
+	if !errors.Is(err, store.ErrStaleEpoch) {
+		return err
+	}
+	cur, rerr := e.store.Lease(ctx)
+	if rerr != nil || cur.Epoch != lease.Epoch || cur.Holder != lease.Holder || cur.Released {
+		return err
+	}
+	return e.store.ReleaseLease(ctx, cur, term.Watermark(), time.Now().UTC())
 }
 
 // giveBack returns a held token to the queue: cancel first, because a nack

@@ -17,8 +17,9 @@ import (
 // duplicate token and is acked away by whoever receives it.
 const genHeader = "x-baton-token-gen"
 
-// deliveryLimit is effectively unlimited: a failover a second for 30 years.
-const deliveryLimit = 1_000_000_000
+// DeliveryLimit is the token queue's x-delivery-limit: effectively
+// unlimited, a failover a second for 30 years.
+const DeliveryLimit = 1_000_000_000
 
 // queueArgs are the token queue's arguments. Every instance declares the
 // queue with exactly these, or the broker refuses the declaration.
@@ -33,7 +34,7 @@ func queueArgs() amqp.Table {
 		// as unlimited, but 3.10 (measured here) reads it literally and
 		// drops the token on its first return. A limit no cluster will ever
 		// reach works on both, and survives an upgrade from 3.x to 4.x.
-		"x-delivery-limit": int64(deliveryLimit),
+		"x-delivery-limit": int64(DeliveryLimit),
 	}
 }
 

@@ -450,3 +450,44 @@ func TestFiveWatchdogsReinsertOneToken(t *testing.T) {
 	require.EqualValues(t, 1, reinserts, "exactly one watchdog re-inserted")
 	require.Equal(t, 1, c.queueReady(), "exactly one token")
 }
+
+// RabbitMQ 3.10 does not cancel the consumers of a quorum queue that is
+// deleted and at once declared again (here by the test, in production by an
+// operator racing the instances): they stay registered on their channels.
+// The executor may keep leading on its old delivery, fenced by its lease; but
+// when it leaves, another instance must still get the token.
+func TestQueueDeletedAndRedeclaredAtOnce(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, func(cfg *token.Config) { cfg.StuckAfter = 4 * time.Second })
+	nodes := []*node{c.start("a", false), c.start("b", false), c.start("c", false)}
+	leader := c.waitLeader(nodes, 10*time.Second)
+	conn, err := amqp.Dial(c.url)
+	require.NoError(t, err)
+	defer conn.Close()
+	ch, err := conn.Channel()
+	require.NoError(t, err)
+	for round := range 3 {
+		_, err = ch.QueueDelete(c.queue, false, false, false)
+		require.NoError(t, err)
+		_, err = ch.QueueDeclare(c.queue, true, false, false, false, amqp.Table{
+			amqp.QueueTypeArg: amqp.QueueTypeQuorum, amqp.SingleActiveConsumerArg: true, "x-delivery-limit": int64(token.DeliveryLimit)})
+		require.NoError(t, err)
+		time.Sleep(time.Second)
+
+		before := len(c.leads())
+		start := time.Now()
+		leader.stop()
+		var rest []*node
+		for _, n := range nodes {
+			if n != leader {
+				rest = append(rest, n)
+			}
+		}
+		require.Eventually(t, func() bool { return len(c.leads()) > before },
+			c.cfg.StuckAfter+c.cfg.LeaseTTL+10*time.Second, 20*time.Millisecond, "round %d: no executor", round)
+		t.Logf("round %d: executor again %s after the executor left a re-created queue", round, time.Since(start).Round(time.Millisecond))
+		nodes = append(rest, c.start(fmt.Sprint("n", round), false))
+		leader = c.waitLeader(nodes, 5*time.Second)
+		require.Equal(t, 1, countRoles(nodes))
+	}
+}
