@@ -152,9 +152,9 @@ var (
 	// errStuck: no instance has led for much longer than a takeover takes.
 	// Such consumers can also swallow the tokens sent to them; every
 	// standby subscribing afresh clears them.
-	errStuck = errors.New("token: no executor for too long; subscribing again")
-	errLeaseExpired     = errors.New("token: lease not renewed in time")
-	errShutdown         = errors.New("token: shutting down")
+	errStuck        = errors.New("token: no executor for too long; subscribing again")
+	errLeaseExpired = errors.New("token: lease not renewed in time")
+	errShutdown     = errors.New("token: shutting down")
 )
 
 // session is one broker connection's life.
