@@ -86,6 +86,13 @@
 //     sees no live lease and an empty queue twice in a row and re-inserts
 //     one token, winning a compare-and-set on the generation in the store;
 //     racing watchdogs publish exactly one.
+//   - Queue deleted and at once declared again: RabbitMQ 3.10 leaves the
+//     old queue's consumers registered on their channels without a
+//     basic.cancel, and tokens sent to them vanish. A standby subscribes
+//     again when the queue reports no consumer, or when no lease has been
+//     live for StuckAfter (2 x LeaseTTL); then the watchdog's re-insert
+//     reaches a real consumer. An executor that keeps its old delivery
+//     keeps leading, fenced by its lease as always.
 //   - Duplicate token (manual publish, retried publish, crash between a
 //     rotation's publish and ack): stale copies are acked on arrival; a copy
 //     of the current generation is drained by the executor's next rotation.
