@@ -621,6 +621,8 @@ func (s *session) rotate(ctx context.Context, term *Term, lease *store.Lease) er
 func (s *session) stepDown(term *Term, lease *store.Lease, cause error, release bool) {
 	e := s.e
 	term.end(cause)
+	// The term is over from here on, whatever stopping still takes: say so.
+	e.setStatus(func(st *Status) { st.Role, st.Epoch, st.Since = RoleStandby, 0, time.Time{} })
 	e.stepDowns.Add(1)
 	e.log.Warn("stepping down as executor", "epoch", lease.Epoch, "reason", cause)
 	stopCtx, cancel := context.WithTimeout(context.Background(), e.cfg.StopTimeout)
@@ -631,7 +633,6 @@ func (s *session) stepDown(term *Term, lease *store.Lease, cause error, release 
 			e.log.Info("could not release the lease; it will expire", "error", err)
 		}
 	}
-	e.setStatus(func(st *Status) { st.Role, st.Epoch, st.Since = RoleStandby, 0, time.Time{} })
 	if e.OnLeadershipChange != nil {
 		e.OnLeadershipChange(false)
 	}
@@ -644,6 +645,7 @@ func (s *session) resign(term *Term, lease *store.Lease) {
 	e := s.e
 	start := time.Now()
 	term.end(errShutdown)
+	e.setStatus(func(st *Status) { st.Role, st.Epoch, st.Since = RoleStandby, 0, time.Time{} })
 	stopCtx, cancel := context.WithTimeout(context.Background(), e.cfg.StopTimeout)
 	e.leader.Stop(stopCtx)
 	cancel()
@@ -651,7 +653,6 @@ func (s *session) resign(term *Term, lease *store.Lease) {
 		e.log.Warn("could not release the lease on shutdown; the next executor waits for it to expire", "error", err)
 	}
 	s.giveBack()
-	e.setStatus(func(st *Status) { st.Role, st.Epoch, st.Since = RoleStandby, 0, time.Time{} })
 	if e.OnLeadershipChange != nil {
 		e.OnLeadershipChange(false)
 	}
