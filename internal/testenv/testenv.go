@@ -2,8 +2,8 @@
 // and a MongoDB-compatible store. Each test gets its own database and
 // cluster name, so tests run in parallel without sharing state.
 //
-// The store is an embedded FerretDB started once per test process, unless
-// BATON_TEST_MONGO_URI points at a real MongoDB. The broker is the RabbitMQ at
+// The store is the embedded FerretDB, started once per test process as a
+// child process, unless BATON_TEST_MONGO_URI points at a real MongoDB. The broker is the RabbitMQ at
 // BATON_TEST_AMQP_URL (default amqp://guest:guest@127.0.0.1:5672/). A test
 // that cannot reach either fails; it never skips.
 package testenv
@@ -23,7 +23,6 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
-	"github.com/batonhq/baton/internal/devstore"
 	"github.com/batonhq/baton/store"
 )
 
@@ -34,7 +33,7 @@ var (
 	mongoOnce sync.Once
 	mongoURI  string
 	mongoErr  error
-	ferret    *devstore.Server
+	ferret    *storeProcess
 
 	amqpOnce sync.Once
 	amqpErr  error
@@ -45,7 +44,7 @@ var (
 func Main(m *testing.M) {
 	code := m.Run()
 	if ferret != nil {
-		ferret.Stop()
+		ferret.stop()
 	}
 	os.Exit(code)
 }
@@ -58,9 +57,9 @@ func MongoURI(t testing.TB) string {
 			mongoURI = uri
 			return
 		}
-		ferret, mongoErr = devstore.Start(devstore.Options{})
+		ferret, mongoErr = startStoreProcess()
 		if mongoErr == nil {
-			mongoURI = ferret.URI()
+			mongoURI = ferret.uri
 		}
 	})
 	if mongoErr != nil {
