@@ -120,7 +120,10 @@ func (ts *termState) begin() {
 	}
 	ts.loaded.Store(true)
 	close(ts.ready)
-	ts.log.Info("executor running", "jobs", len(ts.jobs), "timers", len(ts.groups),
+	ts.mu.Lock() // writes may already be applying
+	jobs, timers := len(ts.jobs), len(ts.groups)
+	ts.mu.Unlock()
+	ts.log.Info("executor running", "jobs", jobs, "timers", timers,
 		"caught_up_from", from, "load_took", ts.now().Sub(started))
 	ts.goTracked(ts.watermarkLoop)
 	ts.goTracked(ts.maintenanceLoop)
