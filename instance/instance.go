@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/batonhq/baton/api"
+	"github.com/batonhq/baton/auth"
 	"github.com/batonhq/baton/crud"
 	"github.com/batonhq/baton/executor"
 	"github.com/batonhq/baton/internal/backoff"
@@ -36,6 +37,12 @@ type Config struct {
 
 	HTTPListen          string
 	HTTPShutdownTimeout time.Duration
+
+	// Auth guards the HTTP server (see package auth). Without tokens every
+	// request is allowed, and HTTPListen without a host binds to loopback
+	// unless AllowInsecureRemote.
+	Auth                auth.Config
+	AllowInsecureRemote bool
 
 	AMQPURL        string
 	Heartbeat      time.Duration
@@ -84,6 +91,8 @@ type Instance struct {
 	API      *api.Server
 	Metrics  *metrics.Metrics
 
+	Auth *auth.Authenticator
+
 	dispatcher *target.Dispatcher
 	storeOK    atomic.Bool
 	ln         net.Listener
@@ -123,9 +132,28 @@ func start(ctx context.Context, cfg Config) (*Instance, error) {
 	}
 	inst.storeOK.Store(true)
 
-	ln, err := net.Listen("tcp", cfg.HTTPListen)
+	if cfg.Auth.Logger == nil {
+		cfg.Auth.Logger = cfg.Logger
+	}
+	authn, err := auth.New(cfg.Auth)
 	if err != nil {
-		return nil, fmt.Errorf("http.listen %s: %w", cfg.HTTPListen, err)
+		return nil, err
+	}
+	inst.Auth = authn
+	listen, narrowed := auth.ListenAddr(cfg.HTTPListen, authn.Enabled(), cfg.AllowInsecureRemote)
+	if !authn.Enabled() {
+		// Loud on purpose: anyone who can reach this port can create jobs,
+		// and a job can call any URL the executor can reach.
+		inst.log.Warn("AUTHENTICATION IS OFF: every API request, including writes, is allowed; set auth.tokens or auth.tokens_file",
+			"listen", listen, "narrowed_to_loopback", narrowed, "allow_insecure_remote", cfg.AllowInsecureRemote)
+	}
+	if narrowed {
+		inst.log.Warn("http.listen has no host and authentication is off: serving on loopback only; set auth.allow_insecure_remote: true to serve on every interface",
+			"http_listen", cfg.HTTPListen, "bound", listen)
+	}
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return nil, fmt.Errorf("http.listen %s: %w", listen, err)
 	}
 	inst.ln = ln
 	now := time.Now().UTC()
@@ -198,7 +226,7 @@ func (inst *Instance) run(ctx context.Context) error {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", inst.Metrics.Handler())
 	mux.Handle("/", inst.API)
-	var handler http.Handler = mux
+	handler := inst.Auth.Middleware(mux)
 	if cfg.Handler != nil {
 		handler = cfg.Handler(handler, inst)
 	}
