@@ -209,3 +209,37 @@ func TestSecretHeadersAreRedacted(t *testing.T) {
 	require.Equal(t, "xxxxx", j.Target.HTTP.Headers["Authorization"])
 	require.Equal(t, "fine", j.Target.HTTP.Headers["X-Other"])
 }
+
+func TestReplaceKeepsRedactedSecrets(t *testing.T) {
+	stored := job.Job{Name: "s", Schedule: "* * * * *", Target: job.Target{Type: "http", HTTP: &job.HTTPTarget{URL: "http://x",
+		Headers: map[string]string{"Authorization": "Bearer hunter2"}, SecretHeaders: []string{"authorization"}}}}
+	body := func(value string) string {
+		return `{"name":"s","schedule":"*/5 * * * *","target":{"type":"http","http":{"url":"http://x",` +
+			`"headers":{"Authorization":"` + value + `"},"secret_headers":["authorization"]}}}`
+	}
+	for _, tc := range []struct {
+		name      string
+		stored    map[string]job.Job
+		value     string
+		status    int
+		wantValue string
+	}{
+		{"placeholder keeps the stored secret", map[string]job.Job{"s": stored}, "xxxxx", 200, "Bearer hunter2"},
+		{"a new value replaces it", map[string]job.Job{"s": stored}, "Bearer new", 200, "Bearer new"},
+		{"placeholder without a stored secret is refused", map[string]job.Job{}, "xxxxx", 400, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := &fakeWriter{reply: crud.Reply{Status: http.StatusOK, Job: &stored}}
+			s := New(Config{}, &fakeReader{jobs: tc.stored}, w, fakeCluster{})
+			rec := do(s, "PUT", "/api/v1/jobs/s", "application/json", body(tc.value))
+			require.Equal(t, tc.status, rec.Code, rec.Body.String())
+			if tc.status != 200 {
+				require.Equal(t, "target.http.headers.Authorization", errorOf(t, rec).Field)
+				require.Zero(t, w.calls.Load(), "nothing was written")
+				return
+			}
+			require.Equal(t, tc.wantValue, w.last.Job.Target.HTTP.Headers["Authorization"], "the executor gets the real value")
+			require.NotContains(t, rec.Body.String(), "hunter2", "the reply is redacted")
+		})
+	}
+}
