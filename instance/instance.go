@@ -26,6 +26,7 @@ import (
 	"github.com/batonhq/baton/store"
 	"github.com/batonhq/baton/target"
 	"github.com/batonhq/baton/token"
+	"github.com/batonhq/baton/ui"
 )
 
 // Config is everything an instance needs, in plain types.
@@ -92,6 +93,7 @@ type Instance struct {
 	Metrics  *metrics.Metrics
 
 	Auth *auth.Authenticator
+	UI   *ui.Handler
 
 	dispatcher *target.Dispatcher
 	storeOK    atomic.Bool
@@ -196,6 +198,11 @@ func start(ctx context.Context, cfg Config) (*Instance, error) {
 	inst.CRUD = crud.NewClient(crud.ClientConfig{URL: cfg.AMQPURL, Queue: cfg.Cluster + ".crud", InstanceID: cfg.ID,
 		Timeout: cfg.CRUDTimeout, Heartbeat: cfg.Heartbeat, ConnectTimeout: cfg.ConnectTimeout,
 		ReconnectMin: cfg.ReconnectMin, ReconnectMax: cfg.ReconnectMax, Logger: cfg.Logger}, inst.Store)
+	if inst.UI, err = ui.New(ui.Config{InstanceID: cfg.ID, Version: cfg.Version, ShellEnabled: cfg.ShellEnabled,
+		AuthEnabled: authn.Enabled(), Logger: cfg.Logger}); err != nil {
+		_ = ln.Close()
+		return nil, err
+	}
 	inst.API = api.New(api.Config{ShellEnabled: cfg.ShellEnabled, Logger: cfg.Logger}, inst.Store, inst.Metrics.CountWrites(inst.CRUD), clusterView{inst})
 	return inst, nil
 }
@@ -225,7 +232,10 @@ func (inst *Instance) run(ctx context.Context) error {
 	inst.Executor.Start()
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", inst.Metrics.Handler())
-	mux.Handle("/", inst.API)
+	mux.Handle("/api/", inst.API)
+	mux.Handle("/healthz", inst.API)
+	mux.Handle("/readyz", inst.API)
+	mux.Handle("/", inst.UI)
 	handler := inst.Auth.Middleware(mux)
 	if cfg.Handler != nil {
 		handler = cfg.Handler(handler, inst)
