@@ -6,6 +6,7 @@
 "use strict";
 
 const TOKEN_KEY = "baton.token";
+const STALE_MS = 5000; // an instance not seen for this long is shown as such
 const body = document.body;
 const authEnabled = body.dataset.auth === "true";
 
@@ -235,10 +236,17 @@ async function clusterPage() {
     set("wd-problem", wd.last_problem || elc.last_error || "none");
     const rows = (c.instances || []).map((i) => {
       const isExec = ex && ex.instance === i.id;
-      return el("tr", { "data-id": i.id },
+      // Instances heartbeat every second; a silent one keeps the role it
+      // last reported, which must not read as current.
+      const stale = !isExec && i.role !== "stopped" && Date.now() - new Date(i.last_seen).getTime() > STALE_MS;
+      let role = badge(i.role);
+      if (isExec) role = badge("executor");
+      else if (stale) role = badge("not seen (last: " + i.role + ")", "stale");
+      else if (i.role === "executor") role = badge("standby"); // its term just ended
+      return el("tr", { "data-id": i.id, "data-role": isExec ? "executor" : stale ? "stale" : i.role },
         el("td", {}, el("b", { text: i.id }), i.id === body.dataset.instance ? el("span", { class: "sub", text: "serving this page" }) : null),
         el("td", { text: i.datacenter || "—" }),
-        el("td", {}, badge(isExec ? "executor" : i.role, i.role)),
+        el("td", {}, role),
         timeCell(i.last_seen));
     });
     document.querySelector("#instances tbody").replaceChildren(...rows);
