@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -123,5 +124,46 @@ func TestAuth(t *testing.T) {
 		}
 		require.NotContains(t, log, "guest:guest", "%s logged the AMQP password", n.ID)
 		require.NotContains(t, log, "AUTHENTICATION IS OFF", n.ID)
+	}
+}
+
+// TestWithoutTokens: an instance without tokens warns loudly, and an
+// http.listen without a host binds to loopback unless
+// auth.allow_insecure_remote says otherwise.
+func TestWithoutTokens(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name        string
+		allowRemote bool
+		wantBound   string // host part of the address the instance reports
+	}{
+		{name: "loopback by default", wantBound: "127.0.0.1"},
+		{name: "every interface when allowed", allowRemote: true, wantBound: "::"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			require.NoError(t, err)
+			_, port, _ := net.SplitHostPort(ln.Addr().String())
+			require.NoError(t, ln.Close())
+			extra := map[string]string{"BATON_HTTP_LISTEN": ":" + port}
+			if tc.allowRemote {
+				extra["BATON_AUTH_ALLOW_INSECURE_REMOTE"] = "true"
+			}
+			e := start(t, 0, extra)
+			// The node is reached on loopback either way; what differs is
+			// the address it bound.
+			n, err := e.c.AddAt("i1", "dc1", "127.0.0.1:"+port)
+			require.NoError(t, err)
+			require.Eventually(t, func() bool { return strings.Contains(n.Log(), "instance started") }, 10*time.Second, 50*time.Millisecond)
+			log := n.Log()
+			require.Contains(t, log, "AUTHENTICATION IS OFF")
+			require.Contains(t, log, "http="+net.JoinHostPort(tc.wantBound, port), "the address the instance bound")
+			require.Equal(t, !tc.allowRemote, strings.Contains(log, "serving on loopback only"))
+			// Everything is allowed, except cross-site writes from a browser.
+			code, err := n.Do(http.MethodGet, "/api/v1/jobs", nil, nil)
+			require.NoError(t, err)
+			require.Equal(t, 200, code)
+		})
 	}
 }
