@@ -146,21 +146,32 @@ func TestBrowser(t *testing.T) {
 	t.Parallel()
 	began := time.Now()
 	const writeTok = "browser-write-31c9"
-	e := startWithToken(t, 2, map[string]string{"BATON_AUTH_TOKENS": "write:" + writeTok}, writeTok)
-	exec_, _ := e.executor(t)
-	standby := e.standby(t, exec_)
+	// The default lease timings rather than the fast ones: Chromium and
+	// two race-built instances on a small machine can stall a renewal long
+	// enough to move leadership mid-test. The test also asks who leads
+	// before each step that depends on it, rather than once.
+	e := startWithToken(t, 2, map[string]string{
+		"BATON_AUTH_TOKENS":          "write:" + writeTok,
+		"BATON_LEASE_TTL":            "5s",
+		"BATON_LEASE_RENEW_INTERVAL": "1s",
+		"BATON_TOKEN_HEALTH_TIMEOUT": "1s",
+	}, writeTok)
+	e.executor(t)
+	first, second := e.c.Nodes[0], e.c.Nodes[1]
 	b := newBrowser(t)
 
-	// Cluster page on the executor: sign in, see both instances.
-	b.login(exec_, writeTok)
+	// Sign in on both instances (the token is kept per origin), and see
+	// both instances and the executor on the cluster page.
+	b.login(second, writeTok)
+	b.login(first, writeTok)
 	b.waitJS("the executor on the cluster page",
-		fmt.Sprintf(`document.getElementById("executor-instance").textContent === %q && document.querySelectorAll("#instances tbody tr").length === 2`, exec_.ID),
+		`["i1", "i2"].includes(document.getElementById("executor-instance").textContent) && document.querySelectorAll("#instances tbody tr").length === 2`,
 		10*time.Second)
 	b.screenshot("cluster")
 
 	// Job form: the live preview rejects a bad schedule, then shows the
 	// next five fire times of a good one as it is typed.
-	b.run("open the job form", chromedp.Navigate("http://"+exec_.HTTP+"/jobs/new"))
+	b.run("open the job form", chromedp.Navigate("http://"+first.HTTP+"/jobs/new"))
 	b.run("type a bad schedule",
 		chromedp.WaitVisible(chromedp.ID("f-schedule")),
 		chromedp.SendKeys(chromedp.ID("f-name"), "browser-job"),
@@ -185,9 +196,9 @@ func TestBrowser(t *testing.T) {
 	require.NotEmpty(t, e.recv.Tally()["browser-job"], "the receiver got the fire")
 	b.screenshot("runs")
 
-	// Jobs page on the standby: sign in there (another origin), filter by
-	// label, pause the job.
-	b.login(standby, writeTok)
+	// Jobs page on the standby: filter by label, pause the job.
+	exec_, _ := e.executor(t)
+	standby := e.standby(t, exec_)
 	b.run("open the standby's jobs page", chromedp.Navigate("http://"+standby.HTTP+"/jobs?label=team%3Dui"))
 	row := `#jobs tr[data-job="browser-job"]`
 	b.waitJS("the job's row", `document.querySelector('`+row+` .act-pause') !== null`, 10*time.Second)
@@ -200,14 +211,48 @@ func TestBrowser(t *testing.T) {
 	require.True(t, j.Paused, "the pause made on the standby's UI was applied by the executor")
 	b.screenshot("jobs-paused")
 
+	// Edit on the standby: the form is filled from the API, and a save
+	// replaces the job (PUT) through the forwarded write path.
+	b.run("open the edit form", chromedp.Navigate("http://"+standby.HTTP+"/jobs/browser-job/edit"))
+	b.waitJS("the form filled from the job", `document.getElementById("f-schedule").value === "*/2 * * * * *" && document.getElementById("f-name").readOnly && document.getElementById("f-paused").checked && document.querySelectorAll("#preview-next li").length === 5`, 10*time.Second)
+	b.run("edit the description and save",
+		chromedp.SendKeys(chromedp.ID("f-description"), "edited in the browser"),
+		chromedp.Click(chromedp.ID("save")))
+	b.waitJS("the runs page after the edit", `location.pathname === "/jobs/browser-job/runs"`, 15*time.Second)
+	var edited struct {
+		Description string
+		Paused      bool
+		Labels      map[string]string
+	}
+	_, err = standby.Do(http.MethodGet, "/api/v1/jobs/browser-job", nil, &edited)
+	require.NoError(t, err)
+	require.Equal(t, "edited in the browser", edited.Description)
+	require.True(t, edited.Paused, "the edit kept the job paused")
+	require.Equal(t, map[string]string{"team": "ui"}, edited.Labels)
+
 	// Failed runs across all jobs.
 	e.create(t, standby, jobBody("always-fails", "* * * * * *", e.recv.URL("/fail/1000")))
 	b.run("open failed runs", chromedp.Navigate("http://"+standby.HTTP+"/runs?status=failed"))
 	b.waitJS("a failed run of always-fails", `[...document.querySelectorAll("#runs tbody tr[data-status=failed]")].some(tr => tr.textContent.includes("always-fails"))`, 20*time.Second)
 	b.screenshot("failed-runs")
 
+	// Delete asks for confirmation in a dialog first.
+	failing := `#jobs tr[data-job="always-fails"]`
+	b.run("open the jobs page", chromedp.Navigate("http://"+standby.HTTP+"/jobs"))
+	b.waitJS("the failing job's row", `document.querySelector('`+failing+` .act-delete') !== null`, 10*time.Second)
+	b.run("delete", chromedp.Click(chromedp.CSS(failing+" .act-delete")))
+	b.waitJS("the confirmation dialog", `document.getElementById("confirm").open`, 5*time.Second)
+	b.screenshot("delete-confirm")
+	b.run("confirm", chromedp.Click(chromedp.ID("confirm-ok")))
+	b.waitJS("the row to go", `document.querySelector('`+failing+`') === null && document.querySelector('`+row+`') !== null`, 15*time.Second)
+	code, err = standby.Do(http.MethodGet, "/api/v1/jobs/always-fails", nil, nil)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusNotFound, code)
+
 	// With the executor frozen, a write from the standby's UI fails with
 	// 503 no_executor, and the page says so.
+	exec_, _ = e.executor(t)
+	standby = e.standby(t, exec_)
 	b.run("open the standby's jobs page", chromedp.Navigate("http://"+standby.HTTP+"/jobs"))
 	b.waitJS("the job's row", `document.querySelector('`+row+` .act-trigger') !== null`, 10*time.Second)
 	exec_.Freeze()

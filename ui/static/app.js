@@ -350,7 +350,7 @@ async function jobsPage() {
     const edit = el("a", { class: "button act-edit", href: "/jobs/" + encodeURIComponent(j.name) + "/edit", text: "Edit" });
     const del = el("button", { type: "button", class: "danger act-delete", text: "Delete" });
     del.addEventListener("click", async () => {
-      if (!(await confirmDialog("Delete job " + j.name + "? Its schedule stops at once; its run history expires with runs.retention.", "Delete " + j.name))) return;
+      if (!(await confirmDialog("Delete job " + j.name + "? Its schedule stops at once. This cannot be undone.", "Delete " + j.name))) return;
       act(del, "Delete " + j.name, () => api("DELETE", jobPath(j.name)));
     });
     td.append(toggle, run, edit, del);
