@@ -29,7 +29,9 @@
 //	read    60303ae22b998861bce3b28f33eec1be758a213c86c93c076dbe9f558c11c752
 //
 // Blank lines and lines starting with # are ignored; anything after the hash
-// is a comment. `baton auth hash` prints the line for a token. Presented
+// is a comment. `baton auth hash` prints the line for a token. The file is
+// read once at start; restart the instances (one at a time: a deploy) to
+// change it. Presented
 // tokens are hashed with SHA-256 and compared with every configured hash in
 // constant time (crypto/subtle), so neither the comparison nor the position
 // of a match leaks through timing.
