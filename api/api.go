@@ -43,6 +43,9 @@ type Cluster interface {
 
 // Config configures a Server.
 type Config struct {
+	// InstanceID is this instance's id, reported as "self" by
+	// GET /api/v1/cluster so that a client knows whom it asked.
+	InstanceID   string
 	ShellEnabled bool
 	Logger       *slog.Logger
 	// Now is the clock for previews and next run times (time.Now).
@@ -372,7 +375,7 @@ func (s *Server) clusterInfo(w http.ResponseWriter, r *http.Request) {
 		s.readError(w, err)
 		return
 	}
-	body := map[string]any{"executor": nil, "token": s.cluster.Token()}
+	body := map[string]any{"executor": nil, "token": s.cluster.Token(), "self": s.cfg.InstanceID}
 	if lease != nil {
 		body["executor"] = executorInfo{Instance: lease.Holder, Datacenter: lease.Datacenter, Epoch: lease.Epoch, Since: lease.Since}
 	}

@@ -69,7 +69,7 @@ func setup() (*Server, *fakeWriter) {
 	w := &fakeWriter{reply: crud.Reply{Status: http.StatusCreated, Job: &job.Job{Name: "process-orders"}}}
 	r := &fakeReader{jobs: map[string]job.Job{"exists": {Name: "exists", Schedule: "* * * * *"}}}
 	now := func() time.Time { return time.Date(2026, 3, 8, 0, 0, 0, 0, time.UTC) }
-	return New(Config{Now: now}, r, w, fakeCluster{}), w
+	return New(Config{Now: now, InstanceID: "me"}, r, w, fakeCluster{}), w
 }
 
 func do(s http.Handler, method, path, contentType, body string) *httptest.ResponseRecorder {
@@ -182,8 +182,10 @@ func TestReads(t *testing.T) {
 			Epoch    int64
 		}
 		Instances []struct{ ID, Datacenter, Role string }
+		Self      string
 	}
 	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &ci))
+	require.Equal(t, "me", ci.Self, "the answering instance")
 	require.Equal(t, "a", ci.Executor.Instance)
 	require.EqualValues(t, 3, ci.Executor.Epoch)
 	require.Equal(t, "executor", ci.Instances[0].Role)

@@ -202,6 +202,7 @@ func TestBrowser(t *testing.T) {
 	b.run("open the standby's jobs page", chromedp.Navigate("http://"+standby.HTTP+"/jobs?label=team%3Dui"))
 	row := `#jobs tr[data-job="browser-job"]`
 	b.waitJS("the job's row", `document.querySelector('`+row+` .act-pause') !== null`, 10*time.Second)
+	b.waitJS("the page to name the instance serving it", fmt.Sprintf(`document.getElementById("served-by").textContent === %q`, standby.ID), 10*time.Second)
 	b.run("pause from the standby", chromedp.Click(chromedp.CSS(row+" .act-pause")))
 	b.waitJS("the job to show as paused", `document.querySelector('`+row+` .act-resume') !== null && document.querySelector('`+row+`').textContent.includes("paused")`, 15*time.Second)
 	var j struct{ Paused bool }

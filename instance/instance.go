@@ -199,11 +199,11 @@ func start(ctx context.Context, cfg Config) (*Instance, error) {
 		Timeout: cfg.CRUDTimeout, Heartbeat: cfg.Heartbeat, ConnectTimeout: cfg.ConnectTimeout,
 		ReconnectMin: cfg.ReconnectMin, ReconnectMax: cfg.ReconnectMax, Logger: cfg.Logger}, inst.Store)
 	if inst.UI, err = ui.New(ui.Config{InstanceID: cfg.ID, Version: cfg.Version, ShellEnabled: cfg.ShellEnabled,
-		AuthEnabled: authn.Enabled(), Logger: cfg.Logger}); err != nil {
+		AuthEnabled: authn.Enabled(), AnonymousRead: authn.AnonymousRead(), Logger: cfg.Logger}); err != nil {
 		_ = ln.Close()
 		return nil, err
 	}
-	inst.API = api.New(api.Config{ShellEnabled: cfg.ShellEnabled, Logger: cfg.Logger}, inst.Store, inst.Metrics.CountWrites(inst.CRUD), clusterView{inst})
+	inst.API = api.New(api.Config{InstanceID: cfg.ID, ShellEnabled: cfg.ShellEnabled, Logger: cfg.Logger}, inst.Store, inst.Metrics.CountWrites(inst.CRUD), clusterView{inst})
 	return inst, nil
 }
 

@@ -18,14 +18,18 @@ var staticFS embed.FS
 
 // Config configures the UI.
 type Config struct {
-	// InstanceID names the instance serving the page, shown in the header.
+	// InstanceID names the instance serving the page, shown in the header
+	// (when reads need a token, the page asks the API instead).
 	InstanceID string
-	// Version is shown in the footer. Default "".
+	// Version is shown in the footer, unless reads need a token. Default "".
 	Version string
 	// ShellEnabled offers shell targets in the job form. Default false.
 	ShellEnabled bool
 	// AuthEnabled makes the page ask for a token when the API wants one.
 	AuthEnabled bool
+	// AnonymousRead: reads need no token, so the pages may show the
+	// instance's id and version without one.
+	AnonymousRead bool
 	// Logger receives template errors (slog.Default()).
 	Logger *slog.Logger
 }
@@ -95,6 +99,11 @@ func (h *Handler) render(p page) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var buf bytes.Buffer
 		data := pageData{Title: p.title, Page: p.name, Nav: p.nav, Job: r.PathValue("name"), Config: h.cfg}
+		if h.cfg.AuthEnabled && !h.cfg.AnonymousRead {
+			// The pages are served without a token; when reads need one,
+			// they tell nothing about the instance either.
+			data.InstanceID, data.Version = "", ""
+		}
 		if err := h.pages[p.name].ExecuteTemplate(&buf, "layout", data); err != nil {
 			h.log.Error("render failed", "page", p.name, "error", err)
 			http.Error(w, "internal error", http.StatusInternalServerError)

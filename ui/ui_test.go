@@ -44,8 +44,22 @@ func TestPages(t *testing.T) {
 				require.Contains(t, rec.Header().Get("Content-Security-Policy"), "script-src 'self'")
 				require.Equal(t, "no-store", rec.Header().Get("Cache-Control"))
 				require.NotContains(t, body, `value="shell"`, "shell targets are offered only when enabled")
+				require.NotContains(t, body, "v9", "no version without a token")
+				require.NotContains(t, body, `data-instance="i1"`, "no instance id without a token")
 			}
 		})
+	}
+}
+
+func TestIdentityShownWhenReadsAreOpen(t *testing.T) {
+	t.Parallel()
+	for _, cfg := range []Config{{InstanceID: "i1", Version: "v9"}, {InstanceID: "i1", Version: "v9", AuthEnabled: true, AnonymousRead: true}} {
+		h, err := New(cfg)
+		require.NoError(t, err)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/", nil))
+		require.Contains(t, rec.Body.String(), `data-instance="i1"`)
+		require.Contains(t, rec.Body.String(), "Baton v9")
 	}
 }
 

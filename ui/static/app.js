@@ -226,6 +226,7 @@ async function clusterPage() {
     const tok = c.token || {};
     const wd = tok.watchdog || {};
     const elc = tok.elector || {};
+    if (c.self) setServedBy(c.self);
     set("token-seen-by", body.dataset.instance);
     set("wd-last-check", isZeroTime(wd.last_check) ? "not yet" : ago(wd.last_check));
     set("wd-lease-live", wd.lease_live ? "yes" : "no");
@@ -652,6 +653,23 @@ function $id(id) {
 
 // ---- Start ----------------------------------------------------------------
 
+function setServedBy(id) {
+  body.dataset.instance = id;
+  document.getElementById("served-by").textContent = id;
+}
+
+// When reads need a token the page is served without the instance's id;
+// ask the API which instance answers (the cluster page does so itself).
+async function whoami() {
+  try {
+    const c = await api("GET", "/api/v1/cluster");
+    if (c.self) setServedBy(c.self);
+  } catch (e) {
+    // The page's own calls report errors.
+  }
+}
+
 setupLogin();
+if (!body.dataset.instance && body.dataset.page !== "cluster") whoami();
 const pages = { cluster: clusterPage, jobs: jobsPage, job: jobPage, runs: runsPage };
 (pages[body.dataset.page] || (() => {}))().catch((e) => showError("Loading the page", e));
