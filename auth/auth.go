@@ -164,22 +164,15 @@ func (a *Authenticator) RoleOf(token string) Role {
 	return best
 }
 
-// Need returns the role a request needs: RoleNone for open paths.
+// Need returns the role a request to a guarded handler needs: read for
+// GET and HEAD, write for every other method. Which handlers are guarded
+// is decided by routing (see the package documentation), not here, so
+// that a path the router would not serve cannot slip past a check.
 func Need(r *http.Request) Role {
-	p := r.URL.Path
-	switch {
-	case p == "/healthz" || p == "/readyz":
-		return RoleNone
-	case p == "/metrics":
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
 		return RoleRead
-	case strings.HasPrefix(p, "/api/"):
-		if r.Method == http.MethodGet || r.Method == http.MethodHead {
-			return RoleRead
-		}
-		return RoleWrite
 	}
-	// UI shells and static files carry no data.
-	return RoleNone
+	return RoleWrite
 }
 
 // Authorize decides a request; nil means it may proceed.
@@ -189,9 +182,6 @@ func (a *Authenticator) Authorize(r *http.Request) error {
 	}
 	need := Need(r)
 	token, hasToken := bearer(r)
-	if need == RoleNone {
-		return nil
-	}
 	if !hasToken {
 		if need == RoleRead && a.anonymousRead {
 			return nil
@@ -219,14 +209,21 @@ func bearer(r *http.Request) (string, bool) {
 	return token, token != ""
 }
 
-// Middleware enforces Authorize and protects writes against cross-site
-// request forgery.
-func (a *Authenticator) Middleware(next http.Handler) http.Handler {
+// CrossOrigin refuses non-safe requests that a browser marks as
+// cross-origin, with 403 cross_origin: net/http's CrossOriginProtection.
+// Wrap the whole server with it, with or without tokens.
+func CrossOrigin(next http.Handler) http.Handler {
 	csrf := http.NewCrossOriginProtection()
 	csrf.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusForbidden, "cross_origin", "cross-origin write rejected: send writes from the Baton UI or a non-browser client")
 	}))
-	guarded := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return csrf.Handler(next)
+}
+
+// Middleware guards next with Authorize: 401 with WWW-Authenticate for a
+// missing or unknown token, 403 for a read token on a write.
+func (a *Authenticator) Middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		err := a.Authorize(r)
 		switch {
 		case err == nil:
@@ -241,7 +238,6 @@ func (a *Authenticator) Middleware(next http.Handler) http.Handler {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="baton"`)
 		writeError(w, http.StatusUnauthorized, "unauthorized", err.Error())
 	})
-	return csrf.Handler(guarded)
 }
 
 // writeError answers in the API's error shape.

@@ -61,10 +61,6 @@ func TestMiddleware(t *testing.T) {
 		{name: "file write token, POST", method: "POST", path: "/api/v1/jobs", header: bearerH(fileW), want: 200},
 		{name: "metrics need read", method: "GET", path: "/metrics", want: 401, wantCode: "unauthorized", challenge: true},
 		{name: "metrics with read token", method: "GET", path: "/metrics", header: bearerH(readTok), want: 200},
-		{name: "healthz open", method: "GET", path: "/healthz", want: 200},
-		{name: "readyz open", method: "GET", path: "/readyz", want: 200},
-		{name: "ui shell open", method: "GET", path: "/jobs", want: 200},
-		{name: "ui static open", method: "GET", path: "/static/app.js", want: 200},
 		{name: "anonymous read, GET", anonRead: true, method: "GET", path: "/api/v1/jobs", want: 200},
 		{name: "anonymous read, metrics", anonRead: true, method: "GET", path: "/metrics", want: 200},
 		{name: "anonymous read, POST", anonRead: true, method: "POST", path: "/api/v1/jobs", want: 401, wantCode: "unauthorized", challenge: true},
@@ -82,7 +78,7 @@ func TestMiddleware(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			a := newAuth(t, tc.anonRead)
-			h := a.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(200) }))
+			h := CrossOrigin(a.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(200) })))
 			req := httptest.NewRequest(tc.method, "http://baton.test"+tc.path, nil)
 			for k, v := range tc.header {
 				req.Header.Set(k, v)
@@ -118,7 +114,7 @@ func TestNoTokensAllowsEverything(t *testing.T) {
 	a, err := New(Config{})
 	require.NoError(t, err)
 	require.False(t, a.Enabled())
-	h := a.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(200) }))
+	h := CrossOrigin(a.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(200) })))
 	for _, m := range []string{"GET", "POST", "DELETE"} {
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, httptest.NewRequest(m, "/api/v1/jobs", nil))

@@ -2,13 +2,17 @@
 //
 // # Roles
 //
-// A token has the role read or write; write implies read. Requests are
-// classified by path and method:
+// A token has the role read or write; write implies read. The server's
+// router decides what is guarded, so that nothing depends on matching paths
+// twice: the instance mounts /api/ and /metrics behind [Authenticator.Middleware],
+// and /healthz, /readyz and the web UI beside it. In a guarded handler, GET
+// and HEAD need read and every other method (POST, PUT, PATCH, DELETE)
+// needs write. So:
 //
 //   - /healthz and /readyz are always open, so that load balancers and
 //     orchestrators need no secret;
 //   - GET and HEAD under /api/ and GET /metrics need read;
-//   - every other method under /api/ (POST, PUT, PATCH, DELETE) needs write;
+//   - every other method under /api/ needs write;
 //   - the web UI's pages and static files are open: they are shells without
 //     data, and every datum and every action they show goes through the API
 //     with the user's token.
@@ -38,8 +42,8 @@
 //
 // # Cross-site requests
 //
-// Writes are also protected against cross-site request forgery with
-// net/http's CrossOriginProtection (Sec-Fetch-Site and Origin checks), which
+// Writes are also protected against cross-site request forgery by
+// [CrossOrigin], net/http's CrossOriginProtection (Sec-Fetch-Site and Origin checks), which
 // matters most when auth is off: a page on another site must not be able to
 // trigger or delete jobs through a browser on the operator's machine. The UI
 // itself sends the token in the Authorization header from sessionStorage,

@@ -58,7 +58,9 @@ func TestAuth(t *testing.T) {
 		for k, v := range hdr {
 			req.Header.Set(k, v)
 		}
-		resp, err := http.DefaultClient.Do(req)
+		// Redirects are answers here, not something to follow.
+		client := http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		resp, err := client.Do(req)
 		require.NoError(t, err)
 		defer resp.Body.Close()
 		data, _ := io.ReadAll(resp.Body)
@@ -92,6 +94,10 @@ func TestAuth(t *testing.T) {
 		{name: "metrics with a read token", token: readTok, method: "GET", path: "/metrics", want: 200},
 		{name: "healthz is open", method: "GET", path: "/healthz", want: 200},
 		{name: "readyz is open", method: "GET", path: "/readyz", want: 200},
+		{name: "UI pages are open", method: "GET", path: "/jobs", want: 200},
+		{name: "UI static files are open", method: "GET", path: "/static/app.js", want: 200},
+		{name: "unknown API paths need a token", method: "GET", path: "/api/v2/nothing", want: 401, code: "unauthorized", challenged: true},
+		{name: "unclean API paths are redirected, not served", method: "POST", path: "//api/v1/jobs/guarded/resume", want: http.StatusTemporaryRedirect},
 	} {
 		status, hdr, body := call(standby, tc.token, tc.method, tc.path, tc.body, tc.hdr)
 		require.Equal(t, tc.want, status, "%s: %+v", tc.name, body)

@@ -230,13 +230,18 @@ const heartbeatEvery = time.Second
 func (inst *Instance) run(ctx context.Context) error {
 	cfg := inst.cfg
 	inst.Executor.Start()
+	// Routing decides what needs a token: the API and metrics do; health
+	// checks and the UI's data-less pages do not (see package auth).
+	guarded := http.NewServeMux()
+	guarded.Handle("GET /metrics", inst.Metrics.Handler())
+	guarded.Handle("/api/", inst.API)
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", inst.Metrics.Handler())
-	mux.Handle("/api/", inst.API)
+	mux.Handle("/api/", inst.Auth.Middleware(guarded))
+	mux.Handle("/metrics", inst.Auth.Middleware(guarded))
 	mux.Handle("/healthz", inst.API)
 	mux.Handle("/readyz", inst.API)
 	mux.Handle("/", inst.UI)
-	handler := inst.Auth.Middleware(mux)
+	handler := auth.CrossOrigin(mux)
 	if cfg.Handler != nil {
 		handler = cfg.Handler(handler, inst)
 	}
