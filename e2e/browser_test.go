@@ -50,10 +50,11 @@ func screenshotDir(t *testing.T) string {
 
 // browser drives one headless Chromium tab.
 type browser struct {
-	t   *testing.T
-	ctx context.Context
-	dir string
-	n   int
+	t     *testing.T
+	ctx   context.Context
+	dir   string
+	n     int
+	began time.Time
 }
 
 func newBrowser(t *testing.T) *browser {
@@ -69,7 +70,7 @@ func newBrowser(t *testing.T) *browser {
 	t.Cleanup(func() { cancelTab(); cancelAlloc() })
 	// Start the browser now, so that a broken install fails here, clearly.
 	require.NoError(t, chromedp.Do(ctx), "start chromium")
-	return &browser{t: t, ctx: ctx, dir: screenshotDir(t)}
+	return &browser{t: t, ctx: ctx, dir: screenshotDir(t), began: time.Now()}
 }
 
 // run runs actions with a deadline.
@@ -122,6 +123,7 @@ func (b *browser) screenshot(name string) {
 	}
 	path := filepath.Join(b.dir, fmt.Sprintf("%02d-%s.png", b.n, name))
 	require.NoError(b.t, os.WriteFile(path, png, 0o644))
+	b.t.Logf("%6.1fs  %s", time.Since(b.began).Seconds(), filepath.Base(path))
 }
 
 // login opens the node's cluster page, which asks for a token, and signs in
