@@ -165,7 +165,17 @@ func TestBrowser(t *testing.T) {
 	// Sign in on both instances (the token is kept per origin), and see
 	// both instances and the executor on the cluster page.
 	b.login(second, writeTok)
-	b.login(first, writeTok)
+	// A wrong token is refused in the form, which asks again.
+	b.run("open "+first.ID, chromedp.Navigate("http://"+first.HTTP+"/"))
+	b.waitJS("the login form on "+first.ID, `document.getElementById("login").open`, 10*time.Second)
+	b.run("sign in with a wrong token",
+		chromedp.SendKeys(chromedp.ID("login-token"), "not-the-token"),
+		chromedp.Click(chromedp.ID("login-submit")))
+	b.waitJS("the token to be refused", `document.getElementById("login").open && document.getElementById("login-error").textContent.includes("not accepted")`, 10*time.Second)
+	b.screenshot("login-refused")
+	b.run("sign in",
+		chromedp.SendKeys(chromedp.ID("login-token"), writeTok),
+		chromedp.Click(chromedp.ID("login-submit")))
 	b.waitJS("the executor on the cluster page",
 		`["i1", "i2"].includes(document.getElementById("executor-instance").textContent) && document.querySelectorAll("#instances tbody tr").length === 2`,
 		10*time.Second)

@@ -23,8 +23,9 @@ class APIError extends Error {
 
 let loginWaiters = [];
 
-// api calls the JSON API. On 401 it asks for a token and retries once.
-async function api(method, path, payload, retried) {
+// api calls the JSON API. On 401 it asks for a token and tries again, until
+// the server accepts one.
+async function api(method, path, payload) {
   const headers = { Accept: "application/json" };
   const token = sessionStorage.getItem(TOKEN_KEY);
   if (token) headers.Authorization = "Bearer " + token;
@@ -39,10 +40,10 @@ async function api(method, path, payload, retried) {
   } catch (e) {
     throw new APIError(0, "network", "cannot reach this instance: " + e.message);
   }
-  if (resp.status === 401 && !retried) {
+  if (resp.status === 401) {
     if (token) sessionStorage.removeItem(TOKEN_KEY);
     await askToken(token ? "That token was not accepted." : "");
-    return api(method, path, payload, true);
+    return api(method, path, payload);
   }
   const text = await resp.text();
   let data = null;
@@ -61,6 +62,7 @@ function askToken(problem) {
   const errEl = document.getElementById("login-error");
   errEl.hidden = !problem;
   errEl.textContent = problem || "";
+  updateLogout();
   if (!dlg.open) dlg.showModal();
   document.getElementById("login-token").focus();
   return new Promise((resolve) => loginWaiters.push(resolve));
@@ -656,6 +658,7 @@ function $id(id) {
 function setServedBy(id) {
   body.dataset.instance = id;
   document.getElementById("served-by").textContent = id;
+  document.querySelector(".served").hidden = !id;
 }
 
 // When reads need a token the page is served without the instance's id;
@@ -670,6 +673,7 @@ async function whoami() {
 }
 
 setupLogin();
+document.querySelector(".served").hidden = !body.dataset.instance;
 if (!body.dataset.instance && body.dataset.page !== "cluster") whoami();
 const pages = { cluster: clusterPage, jobs: jobsPage, job: jobPage, runs: runsPage };
 (pages[body.dataset.page] || (() => {}))().catch((e) => showError("Loading the page", e));
