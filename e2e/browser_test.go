@@ -145,7 +145,9 @@ func (b *browser) login(n *testcluster.Node, token string) {
 // frozen, and see the executor change on the cluster page after the
 // executor is stopped.
 func TestBrowser(t *testing.T) {
-	t.Parallel()
+	// Not parallel: Chromium is heavy on a two-core machine, and the other
+	// e2e tests measure timing. A sequential test runs before the parallel
+	// ones are released, so it neither slows them nor is slowed by them.
 	began := time.Now()
 	const writeTok = "browser-write-31c9"
 	// The default lease timings rather than the fast ones: Chromium and
