@@ -173,3 +173,18 @@ func TestWithoutTokens(t *testing.T) {
 		})
 	}
 }
+
+// TestBadTokensFileStopsTheStart: a tokens file that cannot be used is a
+// configuration error, never a silent fall-back to no authentication.
+func TestBadTokensFileStopsTheStart(t *testing.T) {
+	t.Parallel()
+	file := filepath.Join(t.TempDir(), "tokens")
+	require.NoError(t, os.WriteFile(file, []byte("write not-a-hash\n"), 0o600))
+	e := start(t, 0, map[string]string{"BATON_AUTH_TOKENS_FILE": file})
+	_, err := e.c.Add("i1", "dc1")
+	require.ErrorContains(t, err, "exited during start")
+	log := e.c.LogOf("i1", 0)
+	require.Contains(t, log, "auth.tokens_file")
+	require.Contains(t, log, "line 1")
+	require.NotContains(t, log, "AUTHENTICATION IS OFF")
+}

@@ -117,7 +117,18 @@ func start(ctx context.Context, cfg Config) (*Instance, error) {
 	inst := &Instance{cfg: cfg, session: hex.EncodeToString(sid[:]),
 		log: cfg.Logger.With("component", "instance", "instance", cfg.ID)}
 
-	// The store first: nothing works without it. Keep trying while it is
+	// Tokens first: a bad tokens file is a configuration error, reported
+	// before anything is started.
+	if cfg.Auth.Logger == nil {
+		cfg.Auth.Logger = cfg.Logger
+	}
+	authn, err := auth.New(cfg.Auth)
+	if err != nil {
+		return nil, err
+	}
+	inst.Auth = authn
+
+	// The store next: nothing works without it. Keep trying while it is
 	// down, as a restarted cluster may come up before its database.
 	b := backoff.Backoff{Min: 200 * time.Millisecond, Max: 5 * time.Second}
 	for {
@@ -134,14 +145,6 @@ func start(ctx context.Context, cfg Config) (*Instance, error) {
 	}
 	inst.storeOK.Store(true)
 
-	if cfg.Auth.Logger == nil {
-		cfg.Auth.Logger = cfg.Logger
-	}
-	authn, err := auth.New(cfg.Auth)
-	if err != nil {
-		return nil, err
-	}
-	inst.Auth = authn
 	listen, narrowed := auth.ListenAddr(cfg.HTTPListen, authn.Enabled(), cfg.AllowInsecureRemote)
 	if !authn.Enabled() {
 		// Loud on purpose: anyone who can reach this port can create jobs,
