@@ -43,6 +43,9 @@ type Cluster interface {
 
 // Config configures a Server.
 type Config struct {
+	// InstanceID is this instance's id, reported as "self" by
+	// GET /api/v1/cluster so that a client knows whom it asked.
+	InstanceID   string
 	ShellEnabled bool
 	Logger       *slog.Logger
 	// Now is the clock for previews and next run times (time.Now).
@@ -247,7 +250,7 @@ func (s *Server) replaceJob(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, crud.CodeInvalid, "name", fmt.Sprintf("the body names %q but the URL names %q; rename by creating a new job", j.Name, name))
 		return
 	}
-	if !s.validate(w, j) {
+	if !s.keepSecrets(w, r, j) || !s.validate(w, j) {
 		return
 	}
 	s.forward(w, r, crud.Request{Op: crud.OpUpdate, Name: name, Job: j})
@@ -372,7 +375,7 @@ func (s *Server) clusterInfo(w http.ResponseWriter, r *http.Request) {
 		s.readError(w, err)
 		return
 	}
-	body := map[string]any{"executor": nil, "token": s.cluster.Token()}
+	body := map[string]any{"executor": nil, "token": s.cluster.Token(), "self": s.cfg.InstanceID}
 	if lease != nil {
 		body["executor"] = executorInfo{Instance: lease.Holder, Datacenter: lease.Datacenter, Epoch: lease.Epoch, Since: lease.Since}
 	}
@@ -439,6 +442,60 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 }
 
+// Redacted is what a secret header value reads as in API output.
+const Redacted = "xxxxx"
+
+// keepSecrets lets a client send back a job it read, with its secret header
+// values still redacted, without replacing the secrets by the placeholder:
+// a secret header whose value is exactly Redacted keeps its stored value.
+// It writes the error response itself and returns false on failure.
+func (s *Server) keepSecrets(w http.ResponseWriter, r *http.Request, j *job.Job) bool {
+	h := j.Target.HTTP
+	if h == nil {
+		return true
+	}
+	var placeholders []string
+	for k, v := range h.Headers {
+		if v == Redacted && isSecret(h.SecretHeaders, k) {
+			placeholders = append(placeholders, k)
+		}
+	}
+	if len(placeholders) == 0 {
+		return true
+	}
+	old, err := s.read.Job(r.Context(), j.Name)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		s.readError(w, err)
+		return false
+	}
+	for _, k := range placeholders {
+		stored, ok := "", false
+		if old != nil && old.Target.HTTP != nil {
+			for name, v := range old.Target.HTTP.Headers {
+				if strings.EqualFold(name, k) && isSecret(old.Target.HTTP.SecretHeaders, name) {
+					stored, ok = v, true
+				}
+			}
+		}
+		if !ok {
+			writeError(w, http.StatusBadRequest, crud.CodeInvalid, "target.http.headers."+k,
+				fmt.Sprintf("%q is the redacted placeholder, and there is no stored secret value to keep; send the real value", Redacted))
+			return false
+		}
+		h.Headers[k] = stored
+	}
+	return true
+}
+
+func isSecret(secret []string, header string) bool {
+	for _, sec := range secret {
+		if strings.EqualFold(header, sec) {
+			return true
+		}
+	}
+	return false
+}
+
 // redact hides secret header values in API output.
 func redact(j *job.Job) {
 	h := j.Target.HTTP
@@ -448,10 +505,8 @@ func redact(j *job.Job) {
 	headers := make(map[string]string, len(h.Headers))
 	for k, v := range h.Headers {
 		headers[k] = v
-		for _, sec := range h.SecretHeaders {
-			if strings.EqualFold(k, sec) {
-				headers[k] = "xxxxx"
-			}
+		if isSecret(h.SecretHeaders, k) {
+			headers[k] = Redacted
 		}
 	}
 	c := *h

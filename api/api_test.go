@@ -69,7 +69,7 @@ func setup() (*Server, *fakeWriter) {
 	w := &fakeWriter{reply: crud.Reply{Status: http.StatusCreated, Job: &job.Job{Name: "process-orders"}}}
 	r := &fakeReader{jobs: map[string]job.Job{"exists": {Name: "exists", Schedule: "* * * * *"}}}
 	now := func() time.Time { return time.Date(2026, 3, 8, 0, 0, 0, 0, time.UTC) }
-	return New(Config{Now: now}, r, w, fakeCluster{}), w
+	return New(Config{Now: now, InstanceID: "me"}, r, w, fakeCluster{}), w
 }
 
 func do(s http.Handler, method, path, contentType, body string) *httptest.ResponseRecorder {
@@ -182,8 +182,10 @@ func TestReads(t *testing.T) {
 			Epoch    int64
 		}
 		Instances []struct{ ID, Datacenter, Role string }
+		Self      string
 	}
 	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &ci))
+	require.Equal(t, "me", ci.Self, "the answering instance")
 	require.Equal(t, "a", ci.Executor.Instance)
 	require.EqualValues(t, 3, ci.Executor.Epoch)
 	require.Equal(t, "executor", ci.Instances[0].Role)
@@ -208,4 +210,38 @@ func TestSecretHeadersAreRedacted(t *testing.T) {
 	redact(&j)
 	require.Equal(t, "xxxxx", j.Target.HTTP.Headers["Authorization"])
 	require.Equal(t, "fine", j.Target.HTTP.Headers["X-Other"])
+}
+
+func TestReplaceKeepsRedactedSecrets(t *testing.T) {
+	stored := job.Job{Name: "s", Schedule: "* * * * *", Target: job.Target{Type: "http", HTTP: &job.HTTPTarget{URL: "http://x",
+		Headers: map[string]string{"Authorization": "Bearer hunter2"}, SecretHeaders: []string{"authorization"}}}}
+	body := func(value string) string {
+		return `{"name":"s","schedule":"*/5 * * * *","target":{"type":"http","http":{"url":"http://x",` +
+			`"headers":{"Authorization":"` + value + `"},"secret_headers":["authorization"]}}}`
+	}
+	for _, tc := range []struct {
+		name      string
+		stored    map[string]job.Job
+		value     string
+		status    int
+		wantValue string
+	}{
+		{"placeholder keeps the stored secret", map[string]job.Job{"s": stored}, "xxxxx", 200, "Bearer hunter2"},
+		{"a new value replaces it", map[string]job.Job{"s": stored}, "Bearer new", 200, "Bearer new"},
+		{"placeholder without a stored secret is refused", map[string]job.Job{}, "xxxxx", 400, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := &fakeWriter{reply: crud.Reply{Status: http.StatusOK, Job: &stored}}
+			s := New(Config{}, &fakeReader{jobs: tc.stored}, w, fakeCluster{})
+			rec := do(s, "PUT", "/api/v1/jobs/s", "application/json", body(tc.value))
+			require.Equal(t, tc.status, rec.Code, rec.Body.String())
+			if tc.status != 200 {
+				require.Equal(t, "target.http.headers.Authorization", errorOf(t, rec).Field)
+				require.Zero(t, w.calls.Load(), "nothing was written")
+				return
+			}
+			require.Equal(t, tc.wantValue, w.last.Job.Target.HTTP.Headers["Authorization"], "the executor gets the real value")
+			require.NotContains(t, rec.Body.String(), "hunter2", "the reply is redacted")
+		})
+	}
 }

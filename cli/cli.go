@@ -37,7 +37,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newServe())
+	root.AddCommand(newServe(), newAuth())
 	addAPICommands(root)
 	return root
 }

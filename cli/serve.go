@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/batonhq/baton/auth"
 	"github.com/batonhq/baton/config"
 	"github.com/batonhq/baton/instance"
 	"github.com/batonhq/baton/job"
@@ -62,5 +63,14 @@ func instanceConfig(c *config.Config, jobs []job.Job, log *slog.Logger) instance
 		CRUDTimeout: c.CRUD.Timeout, Workers: c.Executor.Workers, ClaimBatch: c.Executor.ClaimBatch,
 		ShellEnabled: c.Targets.Shell.Enabled, Schedule: jobs, Logger: log,
 		PerJobMetrics: c.Metrics.PerJob,
+		Auth:          authConfig(c.Auth, log), AllowInsecureRemote: c.Auth.AllowInsecureRemote,
 	}
+}
+
+func authConfig(a config.Auth, log *slog.Logger) auth.Config {
+	tokens := make([]auth.Token, 0, len(a.Tokens))
+	for _, t := range a.Tokens {
+		tokens = append(tokens, auth.Token{Value: t.Token, Role: t.Role})
+	}
+	return auth.Config{Tokens: tokens, TokensFile: a.TokensFile, AnonymousRead: a.AnonymousRead, Logger: log}
 }

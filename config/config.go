@@ -158,8 +158,14 @@ type Auth struct {
 	Tokens []AuthToken `mapstructure:"tokens"`
 	// TokensFile is the path of a file of hashed tokens. Default "" (none).
 	TokensFile string `mapstructure:"tokens_file"`
-	// AnonymousRead allows reads without a token. Default false.
+	// AnonymousRead allows reads (GET under /api/ and /metrics) without a
+	// token. Default false.
 	AnonymousRead bool `mapstructure:"anonymous_read"`
+	// AllowInsecureRemote keeps an http.listen without a host (":8080") on
+	// every interface even when no token is configured. Without it such an
+	// address binds to 127.0.0.1, so that an unauthenticated API is never
+	// exposed by accident. Default false.
+	AllowInsecureRemote bool `mapstructure:"allow_insecure_remote"`
 }
 
 // AuthToken is a bearer token and its role.

@@ -182,16 +182,17 @@ func TestLoad(t *testing.T) {
 			name: "environment sets keys absent from the file and keys whose default is empty",
 			file: file,
 			env: map[string]string{
-				"BATON_LEASE_RENEW_INTERVAL":  "2s",
-				"BATON_HTTP_SHUTDOWN_TIMEOUT": "30s",
-				"BATON_INSTANCE_ID":           "baton-7",
-				"BATON_INSTANCE_DATACENTER":   "dc-b",
-				"BATON_SCHEDULE":              "/etc/baton/jobs.yaml",
-				"BATON_AUTH_TOKENS_FILE":      "/etc/baton/tokens",
-				"BATON_AUTH_ANONYMOUS_READ":   "true",
-				"BATON_EXECUTOR_WORKERS":      "64",
-				"BATON_METRICS_PER_JOB":       "true",
-				"BATON_LOG_FORMAT":            "text",
+				"BATON_LEASE_RENEW_INTERVAL":       "2s",
+				"BATON_HTTP_SHUTDOWN_TIMEOUT":      "30s",
+				"BATON_INSTANCE_ID":                "baton-7",
+				"BATON_INSTANCE_DATACENTER":        "dc-b",
+				"BATON_SCHEDULE":                   "/etc/baton/jobs.yaml",
+				"BATON_AUTH_TOKENS_FILE":           "/etc/baton/tokens",
+				"BATON_AUTH_ANONYMOUS_READ":        "true",
+				"BATON_AUTH_ALLOW_INSECURE_REMOTE": "true",
+				"BATON_EXECUTOR_WORKERS":           "64",
+				"BATON_METRICS_PER_JOB":            "true",
+				"BATON_LOG_FORMAT":                 "text",
 			},
 			check: func(t *testing.T, c *Config) {
 				require.Equal(t, 2*time.Second, c.Lease.RenewInterval)
@@ -201,6 +202,7 @@ func TestLoad(t *testing.T) {
 				require.Equal(t, "/etc/baton/jobs.yaml", c.Schedule)
 				require.Equal(t, "/etc/baton/tokens", c.Auth.TokensFile)
 				require.True(t, c.Auth.AnonymousRead)
+				require.True(t, c.Auth.AllowInsecureRemote)
 				require.Equal(t, 64, c.Executor.Workers)
 				require.True(t, c.Metrics.PerJob)
 				require.Equal(t, "text", c.Log.Format)

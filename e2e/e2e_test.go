@@ -40,6 +40,13 @@ type env struct {
 
 func start(t *testing.T, n int, extra map[string]string) *env {
 	t.Helper()
+	return startWithToken(t, n, extra, "")
+}
+
+// startWithToken starts a cluster whose test helpers send token as a bearer
+// token (for clusters started with auth.tokens).
+func startWithToken(t *testing.T, n int, extra map[string]string, token string) *env {
+	t.Helper()
 	name := testenv.Name(t)
 	mongoURI, amqpURL := testenv.MongoURI(t), testenv.AMQPURL(t)
 	testenv.DeleteQueues(t, name+".token", name+".crud")
@@ -52,7 +59,7 @@ func start(t *testing.T, n int, extra map[string]string) *env {
 		vars[k] = v
 	}
 	var err error
-	e.c, err = testcluster.New(testcluster.Options{Name: name, MongoURI: mongoURI, AMQPURL: amqpURL, Env: vars})
+	e.c, err = testcluster.New(testcluster.Options{Name: name, MongoURI: mongoURI, AMQPURL: amqpURL, Env: vars, Token: token})
 	require.NoError(t, err)
 	e.recv, err = testcluster.StartReceiver()
 	require.NoError(t, err)

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/batonhq/baton/api"
+	"github.com/batonhq/baton/auth"
 	"github.com/batonhq/baton/crud"
 	"github.com/batonhq/baton/executor"
 	"github.com/batonhq/baton/internal/backoff"
@@ -25,6 +26,7 @@ import (
 	"github.com/batonhq/baton/store"
 	"github.com/batonhq/baton/target"
 	"github.com/batonhq/baton/token"
+	"github.com/batonhq/baton/ui"
 )
 
 // Config is everything an instance needs, in plain types.
@@ -36,6 +38,12 @@ type Config struct {
 
 	HTTPListen          string
 	HTTPShutdownTimeout time.Duration
+
+	// Auth guards the HTTP server (see package auth). Without tokens every
+	// request is allowed, and HTTPListen without a host binds to loopback
+	// unless AllowInsecureRemote.
+	Auth                auth.Config
+	AllowInsecureRemote bool
 
 	AMQPURL        string
 	Heartbeat      time.Duration
@@ -84,6 +92,9 @@ type Instance struct {
 	API      *api.Server
 	Metrics  *metrics.Metrics
 
+	Auth *auth.Authenticator
+	UI   *ui.Handler
+
 	dispatcher *target.Dispatcher
 	storeOK    atomic.Bool
 	ln         net.Listener
@@ -106,7 +117,18 @@ func start(ctx context.Context, cfg Config) (*Instance, error) {
 	inst := &Instance{cfg: cfg, session: hex.EncodeToString(sid[:]),
 		log: cfg.Logger.With("component", "instance", "instance", cfg.ID)}
 
-	// The store first: nothing works without it. Keep trying while it is
+	// Tokens first: a bad tokens file is a configuration error, reported
+	// before anything is started.
+	if cfg.Auth.Logger == nil {
+		cfg.Auth.Logger = cfg.Logger
+	}
+	authn, err := auth.New(cfg.Auth)
+	if err != nil {
+		return nil, err
+	}
+	inst.Auth = authn
+
+	// The store next: nothing works without it. Keep trying while it is
 	// down, as a restarted cluster may come up before its database.
 	b := backoff.Backoff{Min: 200 * time.Millisecond, Max: 5 * time.Second}
 	for {
@@ -123,9 +145,20 @@ func start(ctx context.Context, cfg Config) (*Instance, error) {
 	}
 	inst.storeOK.Store(true)
 
-	ln, err := net.Listen("tcp", cfg.HTTPListen)
+	listen, narrowed := auth.ListenAddr(cfg.HTTPListen, authn.Enabled(), cfg.AllowInsecureRemote)
+	if !authn.Enabled() {
+		// Loud on purpose: anyone who can reach this port can create jobs,
+		// and a job can call any URL the executor can reach.
+		inst.log.Warn("AUTHENTICATION IS OFF: every API request, including writes, is allowed; set auth.tokens or auth.tokens_file",
+			"listen", listen, "narrowed_to_loopback", narrowed, "allow_insecure_remote", cfg.AllowInsecureRemote)
+	}
+	if narrowed {
+		inst.log.Warn("http.listen has no host and authentication is off: serving on loopback only; set auth.allow_insecure_remote: true to serve on every interface",
+			"http_listen", cfg.HTTPListen, "bound", listen)
+	}
+	ln, err := net.Listen("tcp", listen)
 	if err != nil {
-		return nil, fmt.Errorf("http.listen %s: %w", cfg.HTTPListen, err)
+		return nil, fmt.Errorf("http.listen %s: %w", listen, err)
 	}
 	inst.ln = ln
 	now := time.Now().UTC()
@@ -168,7 +201,12 @@ func start(ctx context.Context, cfg Config) (*Instance, error) {
 	inst.CRUD = crud.NewClient(crud.ClientConfig{URL: cfg.AMQPURL, Queue: cfg.Cluster + ".crud", InstanceID: cfg.ID,
 		Timeout: cfg.CRUDTimeout, Heartbeat: cfg.Heartbeat, ConnectTimeout: cfg.ConnectTimeout,
 		ReconnectMin: cfg.ReconnectMin, ReconnectMax: cfg.ReconnectMax, Logger: cfg.Logger}, inst.Store)
-	inst.API = api.New(api.Config{ShellEnabled: cfg.ShellEnabled, Logger: cfg.Logger}, inst.Store, inst.Metrics.CountWrites(inst.CRUD), clusterView{inst})
+	if inst.UI, err = ui.New(ui.Config{InstanceID: cfg.ID, Version: cfg.Version, ShellEnabled: cfg.ShellEnabled,
+		AuthEnabled: authn.Enabled(), AnonymousRead: authn.AnonymousRead(), Logger: cfg.Logger}); err != nil {
+		_ = ln.Close()
+		return nil, err
+	}
+	inst.API = api.New(api.Config{InstanceID: cfg.ID, ShellEnabled: cfg.ShellEnabled, Logger: cfg.Logger}, inst.Store, inst.Metrics.CountWrites(inst.CRUD), clusterView{inst})
 	return inst, nil
 }
 
@@ -195,10 +233,18 @@ const heartbeatEvery = time.Second
 func (inst *Instance) run(ctx context.Context) error {
 	cfg := inst.cfg
 	inst.Executor.Start()
+	// Routing decides what needs a token: the API and metrics do; health
+	// checks and the UI's data-less pages do not (see package auth).
+	guarded := http.NewServeMux()
+	guarded.Handle("GET /metrics", inst.Metrics.Handler())
+	guarded.Handle("/api/", inst.API)
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", inst.Metrics.Handler())
-	mux.Handle("/", inst.API)
-	var handler http.Handler = mux
+	mux.Handle("/api/", inst.Auth.Middleware(guarded))
+	mux.Handle("/metrics", inst.Auth.Middleware(guarded))
+	mux.Handle("/healthz", inst.API)
+	mux.Handle("/readyz", inst.API)
+	mux.Handle("/", inst.UI)
+	handler := auth.CrossOrigin(mux)
 	if cfg.Handler != nil {
 		handler = cfg.Handler(handler, inst)
 	}

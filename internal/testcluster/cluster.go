@@ -78,6 +78,9 @@ type Options struct {
 	Env map[string]string
 	// LogDir receives one log file per instance (default: a temp dir).
 	LogDir string
+	// Token is sent as a bearer token by Do and the helpers built on it,
+	// for clusters started with auth.tokens.
+	Token string
 }
 
 // Cluster is a set of instances.
@@ -417,6 +420,11 @@ func (c *Cluster) WaitExecutor(ctx context.Context) (*Node, int64, error) {
 // Do calls the node's API. body is JSON-encoded unless it is a string or
 // []byte. out, if not nil, receives the decoded response.
 func (n *Node) Do(method, path string, body any, out any) (int, error) {
+	return n.DoToken(n.c.opts.Token, method, path, body, out)
+}
+
+// DoToken is Do with an explicit bearer token; "" sends none.
+func (n *Node) DoToken(token, method, path string, body any, out any) (int, error) {
 	var rd io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -437,6 +445,9 @@ func (n *Node) Do(method, path string, body any, out any) (int, error) {
 	}
 	if rd != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	client := http.Client{Timeout: 30 * time.Second}
 	resp, err := client.Do(req)
