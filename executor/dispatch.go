@@ -234,7 +234,6 @@ func (e *Executor) work() {
 
 func (e *Executor) dispatch(f *fire) {
 	ts, term := f.ts, f.ts.term
-	defer ts.release(f)
 	started := false
 	allow := func() error {
 		switch {
@@ -256,6 +255,9 @@ func (e *Executor) dispatch(f *fire) {
 	if r.Status == store.StatusCancelled && f.ctx.Err() != nil && r.Error == "" {
 		r.Error = "cancelled by a newer run (concurrency replace)"
 	}
+	// The run is over once the target answered: a slow store recording it
+	// must not make the next tick look overlapping.
+	ts.release(f)
 	if h := e.cfg.Hooks.Finished; h != nil {
 		h(r.Job, r.Status, time.Duration(r.DurationMS)*time.Millisecond)
 	}
