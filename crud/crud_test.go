@@ -106,8 +106,10 @@ func TestNoExecutorMeansNeverApplied(t *testing.T) {
 
 func TestSlowExecutorStillAnswers(t *testing.T) {
 	t.Parallel()
-	e := setup(t, 300*time.Millisecond)
-	a := &fakeApplier{delay: 800 * time.Millisecond}
+	// The request must reach the executor within the timeout (1 s, loose
+	// for a loaded CI box); the write itself then outlasts it.
+	e := setup(t, time.Second)
+	a := &fakeApplier{delay: 2500 * time.Millisecond}
 	defer e.lead(t, a)()
 	r, err := e.client.Do(context.Background(), crud.Request{Op: crud.OpCreate, Name: "slow"})
 	require.NoError(t, err, "the executor began the write before the caller gave up, so the caller gets its outcome")

@@ -42,7 +42,7 @@ func TestShell(t *testing.T) {
 			j.Target.Shell.Env = map[string]string{"GREETING": "hi"}
 			j.Target.Shell.Dir = "/"
 		}), status: store.StatusSucceeded, output: "hi inherited\n/\n"},
-		{name: "identification", j: shellJob([]string{"env | grep ^BATON_ | sort"}, asShell, func(j *job.Job) {
+		{name: "identification", j: shellJob([]string{"env | grep -E '^BATON_(ATTEMPT|EPOCH|FIRE_ID|INSTANCE|JOB|SCHEDULED_AT|TRIGGER)=' | sort"}, asShell, func(j *job.Job) {
 			j.Target.Shell.Env = map[string]string{"BATON_FIRE_ID": "spoofed"}
 		}), status: store.StatusSucceeded, output: strings.Join([]string{
 			"BATON_ATTEMPT=1", "BATON_EPOCH=7", "BATON_FIRE_ID=fire-job", "BATON_INSTANCE=i1",
