@@ -148,21 +148,35 @@ func TestWithoutTokens(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			require.NoError(t, err)
-			_, port, _ := net.SplitHostPort(ln.Addr().String())
-			require.NoError(t, ln.Close())
-			extra := map[string]string{"BATON_HTTP_LISTEN": ":" + port}
-			if tc.allowRemote {
-				extra["BATON_AUTH_ALLOW_INSECURE_REMOTE"] = "true"
+			// A free port can be taken by a parallel test before the
+			// instance binds it (and that test's instance then answers the
+			// health check): try again on another port.
+			var n *testcluster.Node
+			var port, log string
+			for attempt := 1; ; attempt++ {
+				ln, err := net.Listen("tcp", "127.0.0.1:0")
+				require.NoError(t, err)
+				_, port, _ = net.SplitHostPort(ln.Addr().String())
+				require.NoError(t, ln.Close())
+				extra := map[string]string{"BATON_HTTP_LISTEN": ":" + port}
+				if tc.allowRemote {
+					extra["BATON_AUTH_ALLOW_INSECURE_REMOTE"] = "true"
+				}
+				e := start(t, 0, extra)
+				// The node is reached on loopback either way; what differs
+				// is the address it bound.
+				n, err = e.c.AddAt("i1", "dc1", "127.0.0.1:"+port)
+				require.NoError(t, err)
+				require.Eventually(t, func() bool {
+					log = n.Log()
+					return strings.Contains(log, "instance started") || strings.Contains(log, "address already in use")
+				}, 10*time.Second, 50*time.Millisecond)
+				if !strings.Contains(log, "address already in use") {
+					break
+				}
+				require.Less(t, attempt, 5, "no free port")
+				n.Kill()
 			}
-			e := start(t, 0, extra)
-			// The node is reached on loopback either way; what differs is
-			// the address it bound.
-			n, err := e.c.AddAt("i1", "dc1", "127.0.0.1:"+port)
-			require.NoError(t, err)
-			require.Eventually(t, func() bool { return strings.Contains(n.Log(), "instance started") }, 10*time.Second, 50*time.Millisecond)
-			log := n.Log()
 			require.Contains(t, log, "AUTHENTICATION IS OFF")
 			require.Contains(t, log, "http="+net.JoinHostPort(tc.wantBound, port), "the address the instance bound")
 			require.Equal(t, !tc.allowRemote, strings.Contains(log, "serving on loopback only"))
