@@ -243,6 +243,11 @@ func (ts *termState) startGroup(g *group) error {
 		// A slow pass must not queue up behind itself: the next one claims
 		// every tick since the last, so nothing is lost.
 		gocron.WithSingletonMode(gocron.LimitModeReschedule),
+		// Claim at once whatever came due since lastHandled: a job created
+		// 50 ms before a tick whose timer starts after that tick would
+		// otherwise wait a whole period, and its two ticks would meet in
+		// one pass, where forbid skips the second.
+		gocron.WithStartAt(gocron.WithStartImmediately()),
 		gocron.WithName(g.key),
 	)
 	if err != nil {
