@@ -75,6 +75,9 @@ type Config struct {
 	Handler func(next http.Handler, inst *Instance) http.Handler
 	// PerJobMetrics adds per-job series to /metrics (metrics.per_job).
 	PerJobMetrics bool
+	// ExecutorHooks, if set, receive the executor's events after the
+	// metrics do (the benchmark uses them).
+	ExecutorHooks executor.Hooks
 }
 
 // Instance is one running Baton process.
@@ -110,6 +113,14 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	return inst.run(ctx)
 }
+
+// Start starts an instance without blocking, for callers that need its
+// parts (the benchmark); Serve must follow.
+func Start(ctx context.Context, cfg Config) (*Instance, error) { return start(ctx, cfg) }
+
+// Serve runs an instance returned by Start until ctx ends, then shuts it
+// down in order, like Run.
+func (inst *Instance) Serve(ctx context.Context) error { return inst.run(ctx) }
 
 func start(ctx context.Context, cfg Config) (*Instance, error) {
 	var sid [8]byte
@@ -184,7 +195,7 @@ func start(ctx context.Context, cfg Config) (*Instance, error) {
 	inst.dispatcher = disp
 	inst.Metrics = metrics.New(metrics.Options{PerJob: cfg.PerJobMetrics})
 	inst.Executor = executor.New(executor.Config{InstanceID: cfg.ID, Workers: cfg.Workers, ClaimBatch: cfg.ClaimBatch,
-		ShellEnabled: cfg.ShellEnabled, Logger: cfg.Logger, Hooks: inst.Metrics.ExecutorHooks()}, inst.Store, disp)
+		ShellEnabled: cfg.ShellEnabled, Logger: cfg.Logger, Hooks: chainHooks(inst.Metrics.ExecutorHooks(), cfg.ExecutorHooks)}, inst.Store, disp)
 	crudServer := crud.NewServer(crud.ServerConfig{URL: cfg.AMQPURL, Queue: cfg.Cluster + ".crud", InstanceID: cfg.ID,
 		Heartbeat: cfg.Heartbeat, ConnectTimeout: cfg.ConnectTimeout, Logger: cfg.Logger}, inst.Store, inst.Executor)
 	inst.Observer = token.NewObserver(cfg.LeaseTTL)
@@ -402,4 +413,40 @@ func (c clusterView) Ready(ctx context.Context) error {
 		problems = append(problems, errors.New("broker unreachable (writes)"))
 	}
 	return errors.Join(problems...)
+}
+
+// chainHooks calls a's hooks, then b's.
+func chainHooks(a, b executor.Hooks) executor.Hooks {
+	return executor.Hooks{
+		Fired: chain2(a.Fired, b.Fired),
+		Finished: func(name, status string, d time.Duration) {
+			call3(a.Finished, name, status, d)
+			call3(b.Finished, name, status, d)
+		},
+		Recorded: chain2(a.Recorded, b.Recorded),
+		StoreOp: func(op string, n int, took time.Duration, err error) {
+			if a.StoreOp != nil {
+				a.StoreOp(op, n, took, err)
+			}
+			if b.StoreOp != nil {
+				b.StoreOp(op, n, took, err)
+			}
+		},
+	}
+}
+
+func chain2[A, B any](f, g func(A, B)) func(A, B) {
+	switch {
+	case f == nil:
+		return g
+	case g == nil:
+		return f
+	}
+	return func(a A, b B) { f(a, b); g(a, b) }
+}
+
+func call3[A, B, C any](f func(A, B, C), a A, b B, c C) {
+	if f != nil {
+		f(a, b, c)
+	}
 }
