@@ -1,0 +1,272 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"runtime/pprof"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	mopts "go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/batonhq/baton/executor"
+	"github.com/batonhq/baton/instance"
+	"github.com/batonhq/baton/store"
+)
+
+// storeTally adds up the executor's store batches and finished fires, from
+// its hooks.
+type storeTally struct {
+	claimNS, recordNS, claimOps, recordOps atomic.Int64
+	recorded, failed                       atomic.Int64
+	lastRecorded                           atomic.Int64 // unix ns
+	want                                   int64
+	all                                    chan struct{}
+	once                                   sync.Once
+}
+
+func newStoreTally(want int) *storeTally {
+	return &storeTally{want: int64(want), all: make(chan struct{})}
+}
+
+func (t *storeTally) hooks() executor.Hooks {
+	return executor.Hooks{
+		Finished: func(_, status string, _ time.Duration) {
+			if status != store.StatusSucceeded {
+				t.failed.Add(1)
+			}
+		},
+		StoreOp: func(op string, n int, took time.Duration, err error) {
+			switch op {
+			case "claim":
+				t.claimNS.Add(int64(took))
+				t.claimOps.Add(1)
+			case "record":
+				t.recordNS.Add(int64(took))
+				t.recordOps.Add(1)
+				if err == nil {
+					t.lastRecorded.Store(time.Now().UnixNano())
+					if t.recorded.Add(int64(n)) >= t.want {
+						t.once.Do(func() { close(t.all) })
+					}
+				}
+			}
+		},
+	}
+}
+
+// instanceConfig is an in-process instance with the defaults of
+// config.yaml, except a faster first election (watchdog interval).
+func instanceConfig(env *benchEnv, cluster, id string, hooks executor.Hooks) instance.Config {
+	return instance.Config{
+		Cluster: cluster, ID: id, Version: "bench",
+		HTTPListen: "127.0.0.1:0", HTTPShutdownTimeout: 10 * time.Second,
+		AMQPURL: env.o.amqpURL, Heartbeat: 5 * time.Second, ConnectTimeout: 5 * time.Second,
+		ReconnectMin: 100 * time.Millisecond, ReconnectMax: 10 * time.Second,
+		MongoURI: env.aux.MongoURI, MongoDatabase: cluster, MongoTimeout: 5 * time.Second, RunsRetention: 720 * time.Hour,
+		LeaseTTL: 5 * time.Second, RenewInterval: time.Second, HealthTimeout: time.Second,
+		RotateInterval: 10 * time.Minute, WatchdogInterval: 500 * time.Millisecond,
+		CRUDTimeout: 10 * time.Second, Workers: env.o.workers, ClaimBatch: env.o.claimBatch,
+		Logger: env.log, ExecutorHooks: hooks,
+	}
+}
+
+// clusterName is unique per run and scenario: it names the database and
+// the queues.
+func clusterName(scenario string, n int) string {
+	return fmt.Sprintf("bench-%d-%s-%d", os.Getpid(), scenario, n)
+}
+
+// insertJobs writes n jobs straight into the store's jobs collection, as
+// the executor would have (creating 100,000 through the API takes long),
+// all with the same schedule.
+func insertJobs(ctx context.Context, db *mongo.Database, prefix string, n int, schedule, url string) error {
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	const batch = 1000
+	docs := make([]any, 0, batch)
+	for i := range n {
+		j := benchJob(prefix+strconv.Itoa(i), schedule, url)
+		j.CreatedAt, j.UpdatedAt, j.ActiveSince = now, now, now
+		docs = append(docs, j)
+		if len(docs) == batch || i == n-1 {
+			if _, err := db.Collection("jobs").InsertMany(ctx, docs); err != nil {
+				return fmt.Errorf("insert jobs: %w", err)
+			}
+			docs = docs[:0]
+		}
+	}
+	return nil
+}
+
+// openDB connects to the benchmark's store directly (for setup and checks,
+// not through Baton) and drops the database on cleanup.
+func openDB(ctx context.Context, env *benchEnv, name string) (*mongo.Database, func(), error) {
+	mc, err := mongo.Connect(mopts.Client().ApplyURI(env.aux.MongoURI))
+	if err != nil {
+		return nil, nil, err
+	}
+	db := mc.Database(name)
+	return db, func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		_ = db.Drop(cctx)
+		_ = mc.Disconnect(cctx)
+		deleteQueues(env.o.amqpURL, name+".token", name+".crud")
+	}, nil
+}
+
+func deleteQueues(url string, names ...string) {
+	conn, err := amqp.Dial(url)
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	for _, n := range names {
+		ch, err := conn.Channel()
+		if err != nil {
+			return
+		}
+		_, _ = ch.QueueDelete(n, false, false, false)
+		_ = ch.Close()
+	}
+}
+
+// running is an in-process instance.
+type running struct {
+	*instance.Instance
+	stop   context.CancelFunc
+	served chan error
+}
+
+func startInstance(ctx context.Context, cfg instance.Config) (*running, error) {
+	ictx, stop := context.WithCancel(ctx)
+	inst, err := instance.Start(ictx, cfg)
+	if err != nil {
+		stop()
+		return nil, err
+	}
+	r := &running{Instance: inst, stop: stop, served: make(chan error, 1)}
+	go func() { r.served <- inst.Serve(ictx) }()
+	return r, nil
+}
+
+func (r *running) Close() {
+	r.stop()
+	<-r.served
+}
+
+// waitLoaded waits until the instance leads and has scheduled every job.
+func waitLoaded(ctx context.Context, exec *executor.Executor, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for !exec.Status().Loaded {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the executor did not load its jobs within %s", timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// batonBurst runs an in-process Baton instance as the executor of n jobs
+// that are all due at the same second, and measures at the receiver.
+//
+// In-process rather than the binary: the process's CPU time and peak RSS
+// are then Baton's (the store and the receiver run in the helper process),
+// and -cpuprofile profiles Baton itself.
+func batonBurst(ctx context.Context, env *benchEnv, n int, profile string) (row, error) {
+	r := row{Scenario: "baton-burst", N: n}
+	name := clusterName("burst", n)
+	db, cleanup, err := openDB(ctx, env, name)
+	if err != nil {
+		return r, err
+	}
+	defer cleanup()
+	lead := env.o.lead
+	if lead == 0 {
+		lead = 5*time.Second + time.Duration(n)*150*time.Microsecond
+	}
+	at := burstInstant(time.Now(), lead)
+	t0 := time.Now()
+	if err := insertJobs(ctx, db, "b", n, cronAt(at), env.aux.URL+"/baton"); err != nil {
+		return r, err
+	}
+	insertTook := time.Since(t0)
+
+	tally := newStoreTally(n)
+	resetPeakRSS()
+	t0 = time.Now()
+	inst, err := startInstance(ctx, instanceConfig(env, name, "burst", tally.hooks()))
+	if err != nil {
+		return r, err
+	}
+	defer inst.Close()
+	if err := waitLoaded(ctx, inst.Executor, time.Until(at)); err != nil {
+		return r, fmt.Errorf("%w (raise -lead)", err)
+	}
+	loaded := time.Since(t0)
+	if time.Until(at) < 300*time.Millisecond {
+		return r, fmt.Errorf("loading took until %s before the burst instant; raise -lead", time.Until(at))
+	}
+	if err := env.aux.Reset(ctx); err != nil {
+		return r, err
+	}
+	time.Sleep(time.Until(at) - 200*time.Millisecond)
+	if profile != "" {
+		f, err := os.Create(profile)
+		if err != nil {
+			return r, err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return r, err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	auxCPU := env.aux.CPU()
+	u0 := snapshot()
+	select {
+	case <-tally.all:
+	case <-ctx.Done():
+		return r, ctx.Err()
+	case <-time.After(env.o.timeout):
+		return r, fmt.Errorf("%d of %d runs recorded within %s", tally.recorded.Load(), n, env.o.timeout)
+	}
+	u1 := snapshot()
+	if profile != "" {
+		pprof.StopCPUProfile()
+	}
+	r.CPU, r.RSS, r.AuxCPU = u1.cpu-u0.cpu, peakRSS(), env.aux.CPU()-auxCPU
+	r.Recorded = time.Unix(0, tally.lastRecorded.Load()).Sub(at)
+	r.Claim, r.Record = time.Duration(tally.claimNS.Load()), time.Duration(tally.recordNS.Load())
+	st, err := env.aux.Stats(ctx)
+	if err != nil {
+		return r, err
+	}
+	r.fromReceiver(st, at)
+	r.Note = fmt.Sprintf("insert %s, elect+load %s; %d claim, %d record batches", round(insertTook), round(loaded),
+		tally.claimOps.Load(), tally.recordOps.Load())
+	if f := tally.failed.Load(); f > 0 {
+		r.Note += fmt.Sprintf("; %d failed", f)
+	}
+	// Exactly once: one claim and one outcome per job in the store.
+	claims, err1 := db.Collection("runs").CountDocuments(ctx, bson.M{})
+	results, err2 := db.Collection("run_results").CountDocuments(ctx, bson.M{})
+	if err := errors.Join(err1, err2); err != nil {
+		return r, err
+	}
+	if claims != int64(n) || results != int64(n) || st.Dups > 0 || st.Distinct != n {
+		r.Note += fmt.Sprintf("; MISMATCH: %d claims, %d results, %d distinct fires, %d duplicates", claims, results, st.Distinct, st.Dups)
+	}
+	return r, nil
+}

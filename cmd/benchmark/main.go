@@ -1,0 +1,303 @@
+// Command benchmark measures Baton against the machine's limit and against
+// bare gocron, in one run, and prints one table.
+//
+//	go run ./cmd/benchmark                      # every scenario at 350, 10000, 100000
+//	go run ./cmd/benchmark -sizes 50 -quick     # a smoke run
+//
+// Scenarios (-scenarios, comma-separated):
+//
+//   - ref: per size N, (a) a raw HTTP loop, N requests from as many
+//     goroutines as Baton has dispatch workers, through Baton's own HTTP
+//     client, with no scheduler: the physical limit; (b) bare gocron v2 with
+//     one gocron job per task, all due at the same second, each task sending
+//     the same request: what a user would write instead.
+//   - burst: per size N, N Baton jobs due at the same second, run by an
+//     in-process instance as the executor, against the real RabbitMQ and the
+//     FerretDB store. Jobs are inserted straight into the store first.
+//   - crud: forwarded writes through a standby and through the executor,
+//     at concurrency 1 and 32.
+//   - takeover: the executor of -takeover-n jobs (a process of the real
+//     binary) is SIGKILLed; the new holder's time to load and to first fire.
+//
+// The store (FerretDB) and the receiver run in a helper process, so this
+// process's CPU time and peak RSS are the scheduler's and its HTTP client's.
+// Lag is measured at the receiver: time received minus the scheduled time
+// the request carries (X-Baton-Scheduled-At).
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+)
+
+type options struct {
+	sizes      []int
+	scenarios  map[string]bool
+	workers    int
+	claimBatch int
+	lead       time.Duration
+	timeout    time.Duration
+	cpuprofile string
+	amqpURL    string
+	quick      bool
+	crudN      int
+	takeoverN  int
+	verbose    bool
+}
+
+// benchEnv is what every scenario shares.
+type benchEnv struct {
+	o   options
+	aux *aux
+	log *slog.Logger
+}
+
+func main() {
+	if os.Getenv(auxEnv) != "" {
+		runAux()
+		return
+	}
+	o, err := parseFlags(os.Args[1:])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	rows, err := run(ctx, o, os.Stdout)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "benchmark:", err)
+	}
+	if err != nil || len(rows) == 0 {
+		os.Exit(1)
+	}
+}
+
+func parseFlags(args []string) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("benchmark", flag.ContinueOnError)
+	sizes := fs.String("sizes", "350,10000,100000", "burst sizes N (comma-separated)")
+	scen := fs.String("scenarios", "ref,burst,crud,takeover", "scenarios to run")
+	fs.IntVar(&o.workers, "workers", 256, "Baton's executor.workers, and the raw loop's concurrency")
+	fs.IntVar(&o.claimBatch, "claim-batch", 1000, "Baton's executor.claim_batch")
+	fs.DurationVar(&o.lead, "lead", 0, "time from inserting a burst's jobs to its due second (0: from N)")
+	fs.DurationVar(&o.timeout, "timeout", 5*time.Minute, "limit per scenario")
+	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the largest Baton burst to this file")
+	fs.StringVar(&o.amqpURL, "amqp", "amqp://guest:guest@127.0.0.1:5672/", "RabbitMQ URL")
+	fs.BoolVar(&o.quick, "quick", false, "fewer writes in crud, takeover at the largest size only if asked")
+	fs.IntVar(&o.crudN, "crud-n", 1000, "writes per crud row")
+	fs.IntVar(&o.takeoverN, "takeover-n", 100000, "jobs in the takeover scenario")
+	fs.BoolVar(&o.verbose, "v", false, "log Baton's info messages")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	for s := range strings.SplitSeq(*sizes, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n <= 0 {
+			return o, fmt.Errorf("-sizes: bad size %q", s)
+		}
+		o.sizes = append(o.sizes, n)
+	}
+	o.scenarios = map[string]bool{}
+	for s := range strings.SplitSeq(*scen, ",") {
+		switch s = strings.TrimSpace(s); s {
+		case "ref", "burst", "crud", "takeover":
+			o.scenarios[s] = true
+		default:
+			return o, fmt.Errorf("-scenarios: unknown scenario %q", s)
+		}
+	}
+	if o.quick {
+		o.crudN = min(o.crudN, 100)
+	}
+	return o, nil
+}
+
+func quietLogger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// run runs the chosen scenarios and prints the table to w.
+func run(ctx context.Context, o options, w io.Writer) ([]row, error) {
+	level := slog.LevelWarn
+	if o.verbose {
+		level = slog.LevelInfo
+	}
+	env := &benchEnv{o: o, log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))}
+	a, err := startAux(env.log)
+	if err != nil {
+		return nil, err
+	}
+	defer a.Close()
+	env.aux = a
+	var rows []row
+	var errs []string
+	add := func(r row, err error) {
+		if err != nil {
+			errs = append(errs, fmt.Sprintf("%s-%d: %v", r.Scenario, r.N, err))
+			env.log.Error("scenario failed", "scenario", r.Scenario, "n", r.N, "error", err)
+			r.Note = "FAILED: " + err.Error()
+		}
+		rows = append(rows, r)
+		fmt.Fprintf(os.Stderr, "done: %s\n", r.brief())
+	}
+	largest := 0
+	for _, n := range o.sizes {
+		largest = max(largest, n)
+	}
+	for _, n := range o.sizes {
+		if ctx.Err() != nil {
+			break
+		}
+		if o.scenarios["ref"] {
+			add(rawLoop(ctx, env, n))
+			add(bareGocron(ctx, env, n))
+		}
+		if o.scenarios["burst"] {
+			profile := ""
+			if n == largest {
+				profile = o.cpuprofile
+			}
+			add(batonBurst(ctx, env, n, profile))
+		}
+	}
+	if o.scenarios["crud"] && ctx.Err() == nil {
+		rs, err := crudRows(ctx, env)
+		for _, r := range rs {
+			add(r, nil)
+		}
+		if err != nil {
+			add(row{Scenario: "crud"}, err)
+		}
+	}
+	if o.scenarios["takeover"] && ctx.Err() == nil {
+		add(takeover(ctx, env, o.takeoverN))
+	}
+	printTable(w, rows)
+	if len(errs) > 0 {
+		return rows, fmt.Errorf("%d scenarios failed:\n  %s", len(errs), strings.Join(errs, "\n  "))
+	}
+	return rows, ctx.Err()
+}
+
+// row is one line of the table. Durations left negative are not
+// applicable.
+type row struct {
+	Scenario string
+	N        int
+	// Lag at the receiver (or latency, for crud).
+	P50, P99, Max time.Duration
+	// Last is from the scheduled instant to the last request received;
+	// Recorded to the last outcome recorded in the store.
+	Last, Recorded time.Duration
+	Rate           float64 // requests (or writes) per second over Last
+	CPU, AuxCPU    time.Duration
+	RSS            int64
+	// Claim and Record are the executor's store time: the sum of its claim
+	// batches (on the firing path) and of its record batches (beside it).
+	Claim, Record time.Duration
+	Note          string
+}
+
+func (r *row) fromReceiver(st recvStats, at time.Time) {
+	r.P50, r.P99, r.Max = st.P50, st.P99, st.Max
+	if !st.Last.IsZero() {
+		r.Last = st.Last.Sub(at)
+		if r.Last > 0 {
+			r.Rate = float64(st.Count) / r.Last.Seconds()
+		}
+	}
+}
+
+func (r row) brief() string {
+	return fmt.Sprintf("%s n=%d p50=%s p99=%s max=%s last=%s recorded=%s cpu=%s rss=%dMB %s",
+		r.Scenario, r.N, round(r.P50), round(r.P99), round(r.Max), round(r.Last), round(r.Recorded), round(r.CPU), r.RSS>>20, r.Note)
+}
+
+func round(d time.Duration) time.Duration {
+	switch {
+	case d >= 10*time.Second:
+		return d.Round(100 * time.Millisecond)
+	case d >= time.Second:
+		return d.Round(10 * time.Millisecond)
+	case d >= time.Millisecond:
+		return d.Round(100 * time.Microsecond)
+	}
+	return d.Round(time.Microsecond)
+}
+
+func fmtDur(d time.Duration) string {
+	if d < 0 {
+		return "-"
+	}
+	if d == 0 {
+		return "0"
+	}
+	return round(d).String()
+}
+
+func fmtSec(d time.Duration) string {
+	if d <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f", d.Seconds())
+}
+
+func ratio(a, b time.Duration) string {
+	if a <= 0 || b <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2fx", a.Seconds()/b.Seconds())
+}
+
+// printTable prints every row; Baton's burst rows get their ratios to the
+// reference rows of the same N: "vs raw" compares the time to the last
+// request, "vs gocron" the p99 lag.
+func printTable(w io.Writer, rows []row) {
+	ref := map[string]row{}
+	for _, r := range rows {
+		ref[r.Scenario+"/"+strconv.Itoa(r.N)] = r
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "scenario\tn\tp50\tp99\tmax\tlast fire\trecorded\tper s\tcpu s\taux cpu s\tpeak RSS MB\tclaim s\trecord s\tlast vs raw\tp99 vs gocron\t")
+	for _, r := range rows {
+		vsRaw, vsGocron := "-", "-"
+		if r.Scenario == "baton-burst" {
+			k := "/" + strconv.Itoa(r.N)
+			if raw, ok := ref["ref-raw-http"+k]; ok {
+				vsRaw = ratio(r.Last, raw.Last)
+			}
+			if g, ok := ref["ref-gocron"+k]; ok {
+				vsGocron = ratio(r.P99, g.P99)
+			}
+		}
+		rate := "-"
+		if r.Rate > 0 {
+			rate = fmt.Sprintf("%.0f", r.Rate)
+		}
+		rss := "-"
+		if r.RSS > 0 {
+			rss = strconv.FormatInt(r.RSS>>20, 10)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", r.Scenario, r.N,
+			fmtDur(r.P50), fmtDur(r.P99), fmtDur(r.Max), fmtDur(r.Last), fmtDur(r.Recorded), rate,
+			fmtSec(r.CPU), fmtSec(r.AuxCPU), rss, fmtSec(r.Claim), fmtSec(r.Record), vsRaw, vsGocron)
+	}
+	_ = tw.Flush()
+	fmt.Fprintln(w)
+	for _, r := range rows {
+		if r.Note != "" {
+			fmt.Fprintf(w, "%s-%d: %s\n", r.Scenario, r.N, r.Note)
+		}
+	}
+}
