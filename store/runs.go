@@ -121,14 +121,27 @@ func (s *Store) insertMany(ctx context.Context, c *mongo.Collection, docs []any)
 }
 
 // RecordResults stores the outcomes of fired ticks and counts them in the job
-// counters. recorded[i] is false when runs[i] already had an outcome (the
-// first one recorded wins and is the only one counted).
+// counters: InsertResults, then CountRuns of the runs it recorded.
+// recorded[i] is false when runs[i] already had an outcome (the first one
+// recorded wins and is the only one counted).
 //
 // It is not fenced: an outcome is a fact about a dispatch that happened, and
 // an executor that lost the lead still records the runs it had started.
 func (s *Store) RecordResults(ctx context.Context, runs []Run) (recorded []bool, err error) {
+	recorded, err = s.InsertResults(ctx, runs)
+	if err != nil {
+		return recorded, err
+	}
+	return recorded, s.CountRuns(ctx, Recorded(runs, recorded))
+}
+
+// InsertResults stores the outcomes of fired ticks without counting them.
+// recorded[i] is false when runs[i] already had an outcome. The caller
+// passes the recorded ones to CountRuns, possibly later and together with
+// others: counting is then one update per counter shard, whatever the
+// number of runs.
+func (s *Store) InsertResults(ctx context.Context, runs []Run) (recorded []bool, err error) {
 	recorded = make([]bool, len(runs))
-	var fresh []Run
 	for _, c := range chunks(len(runs), insertBatch) {
 		docs := make([]any, 0, c[1]-c[0])
 		for i := c[0]; i < c[1]; i++ {
@@ -139,16 +152,21 @@ func (s *Store) RecordResults(ctx context.Context, runs []Run) (recorded []bool,
 			return recorded, fmt.Errorf("store: record %d results: %w", len(docs), err)
 		}
 		for i := c[0]; i < c[1]; i++ {
-			if !dup[i-c[0]] {
-				recorded[i] = true
-				fresh = append(fresh, runs[i])
-			}
+			recorded[i] = !dup[i-c[0]]
 		}
 	}
-	if err := s.countRuns(ctx, fresh); err != nil {
-		return recorded, err
-	}
 	return recorded, nil
+}
+
+// Recorded returns the runs[i] whose recorded[i] is true.
+func Recorded(runs []Run, recorded []bool) []Run {
+	var out []Run
+	for i, ok := range recorded {
+		if ok {
+			out = append(out, runs[i])
+		}
+	}
+	return out
 }
 
 // RunQuery selects runs, newest scheduled first.
