@@ -17,8 +17,16 @@ import (
 )
 
 // statShards is the number of counter documents. Jobs hash onto them, so a
-// burst of results for 100,000 jobs costs at most this many updates.
-const statShards = 64
+// count of any number of results costs at most this many updates. It
+// balances the updates per count against the size of each document: on
+// FerretDB an update costs about 2ms plus a term quadratic in the
+// document's size, so at 100,000 jobs 64 shards (1,560 jobs each) cost
+// over a minute per count and 1,024 shards (100 jobs each) a few seconds.
+const statShards = 1024
+
+// legacyShards is the number of counter documents of earlier versions,
+// whose ids were the shard numbers; statsFor still reads them.
+const legacyShards = 64
 
 type jobCounters struct {
 	Run      int64           `bson:"run"`
@@ -35,19 +43,23 @@ type statShard struct {
 	Jobs map[string]jobCounters `bson:"jobs"`
 }
 
-func shardOf(name string) int {
+func shardOf(name string) int { return int(nameHash(name) % statShards) }
+
+func legacyShardOf(name string) int { return int(nameHash(name) % legacyShards) }
+
+func nameHash(name string) uint32 {
 	h := fnv.New32a()
 	_, _ = h.Write([]byte(name))
-	return int(h.Sum32() % statShards)
+	return h.Sum32()
 }
 
 // shardID is a shard's _id. It is a string because FerretDB looks a
 // document up by _id only for string and ObjectID ids; with an integer id
 // every counter update read and decoded every shard, all 100,000 jobs'
 // counters, which made recording a burst quadratic (measured: 40s per
-// 500 results at 10,000 jobs). Earlier versions used the shard number
-// itself; statsFor still reads those documents and adds them in.
-func shardID(sh int) string { return fmt.Sprintf("s%02d", sh) }
+// 500 results at 10,000 jobs). Earlier versions used the shard number of
+// legacyShardOf; statsFor still reads those documents and adds them in.
+func shardID(sh int) string { return fmt.Sprintf("s%04d", sh) }
 
 // fieldKey encodes a job name as a document key: update paths treat '.' as
 // a separator, and '~' cannot occur in a job name.
@@ -144,13 +156,14 @@ func finishedAt(r Run) time.Time {
 
 // statsFor returns the counters of the named jobs.
 func (s *Store) statsFor(ctx context.Context, names []string) (map[string]job.Stats, error) {
-	want := map[int]bool{}
+	want := map[any]bool{}
 	for _, n := range names {
-		want[shardOf(n)] = true
+		want[shardID(shardOf(n))] = true
+		want[legacyShardOf(n)] = true
 	}
-	ids := make([]any, 0, 2*len(want))
-	for sh := range want {
-		ids = append(ids, shardID(sh), sh) // the current and the legacy shard
+	ids := make([]any, 0, len(want))
+	for id := range want {
+		ids = append(ids, id)
 	}
 	octx, cancel := s.opContext(ctx)
 	defer cancel()
@@ -206,7 +219,7 @@ func later(a, b *time.Time) *time.Time {
 func (s *Store) clearStats(ctx context.Context, name string) error {
 	octx, cancel := s.opContext(ctx)
 	defer cancel()
-	_, err := s.stats.UpdateMany(octx, bson.M{"_id": bson.M{"$in": []any{shardID(shardOf(name)), shardOf(name)}}},
+	_, err := s.stats.UpdateMany(octx, bson.M{"_id": bson.M{"$in": []any{shardID(shardOf(name)), legacyShardOf(name)}}},
 		bson.M{"$unset": bson.M{"jobs." + fieldKey(name): ""}})
 	if err != nil {
 		return fmt.Errorf("store: clear counters of %q: %w", name, err)
