@@ -4,11 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/batonhq/baton/internal/testenv"
 	"github.com/batonhq/baton/job"
@@ -405,4 +409,48 @@ func TestReopen(t *testing.T) {
 	testenv.StoreNamed(t, name)
 	testenv.StoreNamed(t, name)
 	testenv.StoreNamed(t, name)
+}
+
+// Counters written by versions with integer shard ids are still read and
+// continued by the string-keyed shards.
+func TestLegacyCounterShardsAreAdded(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	name := testenv.Name(t)
+	s := testenv.StoreNamed(t, name)
+	f := acquire(t, s, "x").Fence()
+	require.NoError(t, s.CreateJob(ctx, f, newJob("a.b")))
+
+	mc, err := mongo.Connect(options.Client().ApplyURI(testenv.MongoURI(t)))
+	require.NoError(t, err)
+	defer func() { _ = mc.Disconnect(ctx) }()
+	h := fnv.New32a()
+	_, _ = h.Write([]byte("a.b"))
+	lastOK := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	_, err = mc.Database(name).Collection("job_stats").InsertOne(ctx, bson.M{"_id": int(h.Sum32() % 64),
+		"jobs": bson.M{"a~b": bson.M{"run": 10, "ok": 7, "fail": 3, "consec": 2, "last_ok": lastOK}}})
+	require.NoError(t, err)
+
+	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	result := func(id, status string, i int) store.Run {
+		fin := base.Add(time.Duration(i) * time.Minute)
+		return store.Run{FireID: id, Job: "a.b", ScheduledAt: fin, Status: status, Epoch: f.Epoch, FinishedAt: &fin}
+	}
+	_, err = s.RecordResults(ctx, []store.Run{result("r1", store.StatusFailed, 1)})
+	require.NoError(t, err)
+	got, err := s.Job(ctx, "a.b")
+	require.NoError(t, err)
+	require.EqualValues(t, 11, got.RunCount)
+	require.EqualValues(t, 7, got.SuccessCount)
+	require.EqualValues(t, 4, got.FailureCount)
+	require.EqualValues(t, 3, got.ConsecutiveFailures, "the legacy streak continues")
+	require.True(t, got.LastSuccessAt.Equal(lastOK))
+
+	_, err = s.RecordResults(ctx, []store.Run{result("r2", store.StatusSucceeded, 2)})
+	require.NoError(t, err)
+	got, err = s.Job(ctx, "a.b")
+	require.NoError(t, err)
+	require.EqualValues(t, 12, got.RunCount)
+	require.EqualValues(t, 0, got.ConsecutiveFailures)
+	require.Equal(t, "r2", got.LastRun.FireID)
 }
