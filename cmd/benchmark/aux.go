@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -32,6 +33,13 @@ const auxEnv = "BATON_BENCH_AUX"
 // runAux is the helper process: FerretDB plus the receiver. It prints one
 // line, "ready <mongo uri> <receiver url>", and runs until stdin closes.
 func runAux() {
+	if p := os.Getenv("BATON_BENCH_AUX_PROFILE"); p != "" {
+		// Profiles the store and the receiver, for looking into the store.
+		f, err := os.Create(p)
+		if err == nil && pprof.StartCPUProfile(f) == nil {
+			defer pprof.StopCPUProfile()
+		}
+	}
 	st, err := devstore.Start(devstore.Options{Dir: os.Getenv("BATON_BENCH_AUX_DIR")})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "aux:", err)

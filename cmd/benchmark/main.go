@@ -146,7 +146,7 @@ func run(ctx context.Context, o options, w io.Writer) ([]row, error) {
 		if err != nil {
 			errs = append(errs, fmt.Sprintf("%s-%d: %v", r.Scenario, r.N, err))
 			env.log.Error("scenario failed", "scenario", r.Scenario, "n", r.N, "error", err)
-			r.Note = "FAILED: " + err.Error()
+			r.Note = "FAILED: " + err.Error() + "; " + r.Note
 		}
 		rows = append(rows, r)
 		fmt.Fprintf(os.Stderr, "done: %s\n", r.brief())
