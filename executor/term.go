@@ -89,6 +89,7 @@ func (ts *termState) start() {
 // begin loads every job, catches up from the previous executor's watermark,
 // and starts the timers. A store failure is retried while the term lasts.
 func (ts *termState) begin() {
+	begun := ts.now()
 	b := backoff.Backoff{Min: 200 * time.Millisecond, Max: 5 * time.Second}
 	for {
 		err := ts.load()
@@ -124,7 +125,7 @@ func (ts *termState) begin() {
 	jobs, timers := len(ts.jobs), len(ts.groups)
 	ts.mu.Unlock()
 	ts.log.Info("executor running", "jobs", jobs, "timers", timers,
-		"caught_up_from", from, "load_took", ts.now().Sub(started))
+		"caught_up_from", from, "load_took", ts.now().Sub(begun))
 	ts.goTracked(ts.watermarkLoop)
 	ts.goTracked(ts.maintenanceLoop)
 }

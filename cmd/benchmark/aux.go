@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -69,15 +70,20 @@ type receiver struct {
 	dups  int
 	first time.Time
 	last  time.Time
+	// firstBy is each executor instance's first fire.
+	firstBy map[string]time.Time
 }
 
-func newReceiver() *receiver { return &receiver{seen: map[string]struct{}{}} }
+func newReceiver() *receiver {
+	return &receiver{seen: map[string]struct{}{}, firstBy: map[string]time.Time{}}
+}
 
 func (rc *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	switch req.URL.Path {
 	case "/_reset":
 		rc.mu.Lock()
 		rc.lags, rc.seen, rc.dups, rc.first, rc.last = nil, map[string]struct{}{}, 0, time.Time{}, time.Time{}
+		rc.firstBy = map[string]time.Time{}
 		rc.mu.Unlock()
 		return
 	case "/_stats":
@@ -102,26 +108,31 @@ func (rc *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		rc.first = now
 	}
 	rc.last = now
+	if id := req.Header.Get(target.HeaderInstance); rc.firstBy[id].IsZero() {
+		rc.firstBy[id] = now
+	}
 	rc.mu.Unlock()
 	w.WriteHeader(http.StatusOK)
 }
 
 // recvStats summarizes what the receiver got since the last reset.
 type recvStats struct {
-	Count    int           `json:"count"`
-	Distinct int           `json:"distinct"`
-	Dups     int           `json:"dups"`
-	First    time.Time     `json:"first"`
-	Last     time.Time     `json:"last"`
-	P50      time.Duration `json:"p50"`
-	P99      time.Duration `json:"p99"`
-	Max      time.Duration `json:"max"`
+	Count    int                  `json:"count"`
+	Distinct int                  `json:"distinct"`
+	Dups     int                  `json:"dups"`
+	First    time.Time            `json:"first"`
+	Last     time.Time            `json:"last"`
+	P50      time.Duration        `json:"p50"`
+	P99      time.Duration        `json:"p99"`
+	Max      time.Duration        `json:"max"`
+	FirstBy  map[string]time.Time `json:"first_by"`
 }
 
 func (rc *receiver) stats() recvStats {
 	rc.mu.Lock()
 	lags := slices.Clone(rc.lags)
-	s := recvStats{Count: len(rc.lags), Distinct: len(rc.seen), Dups: rc.dups, First: rc.first, Last: rc.last}
+	s := recvStats{Count: len(rc.lags), Distinct: len(rc.seen), Dups: rc.dups, First: rc.first, Last: rc.last,
+		FirstBy: maps.Clone(rc.firstBy)}
 	rc.mu.Unlock()
 	slices.Sort(lags)
 	s.P50, s.P99, s.Max = quantile(lags, 0.50), quantile(lags, 0.99), quantile(lags, 1)

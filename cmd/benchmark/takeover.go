@@ -2,9 +2,123 @@ package main
 
 import (
 	"context"
-	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/mongo"
+
+	"github.com/batonhq/baton/internal/testcluster"
 )
 
+// takeover runs two instances of the real binary over n jobs, SIGKILLs the
+// executor, and measures the standby's takeover from its logs and the
+// receiver: from holding the token to leading (the wait for the dead
+// executor's lease), to every job scheduled ("executor running"), and to
+// its first fire.
+//
+// The jobs are hourly, spread over the hour's seconds (about 28 per second
+// at 100,000), so a fire is due every second.
 func takeover(ctx context.Context, env *benchEnv, n int) (row, error) {
-	return row{Scenario: "takeover", N: n}, errors.New("not yet")
+	r := row{Scenario: "takeover", N: n, P50: -1, P99: -1, Max: -1, Last: -1, Recorded: -1}
+	name := clusterName("takeover", n)
+	db, cleanup, err := openDB(ctx, env, name)
+	if err != nil {
+		return r, err
+	}
+	defer cleanup()
+	if err := insertSpread(ctx, db, n, env.aux.URL+"/takeover"); err != nil {
+		return r, err
+	}
+	c, err := testcluster.New(testcluster.Options{Name: name, MongoURI: env.aux.MongoURI, AMQPURL: env.o.amqpURL,
+		Env: map[string]string{"BATON_WATCHDOG_INTERVAL": "500ms", "BATON_LOG_LEVEL": "info"}})
+	if err != nil {
+		return r, err
+	}
+	defer c.Close()
+	first, err := c.Add("t1", "dc1")
+	if err != nil {
+		return r, err
+	}
+	if _, err := waitLog(ctx, first, reRunning, env.o.timeout); err != nil {
+		return r, fmt.Errorf("first executor: %w", err)
+	}
+	second, err := c.Add("t2", "dc2")
+	if err != nil {
+		return r, err
+	}
+	time.Sleep(2 * time.Second) // the standby is consuming the token queue
+	killed := time.Now()
+	first.Kill()
+	token, err := waitLog(ctx, second, reHolding, env.o.timeout)
+	if err != nil {
+		return r, err
+	}
+	lead, err := waitLog(ctx, second, reBecame, env.o.timeout)
+	if err != nil {
+		return r, err
+	}
+	running, err := waitLog(ctx, second, reRunning, env.o.timeout)
+	if err != nil {
+		return r, err
+	}
+	var fired time.Time
+	for deadline := time.Now().Add(30 * time.Second); fired.IsZero() && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		st, err := env.aux.Stats(ctx)
+		if err != nil {
+			return r, err
+		}
+		fired = st.FirstBy["t2"]
+	}
+	if fired.IsZero() {
+		return r, fmt.Errorf("the new executor fired nothing within 30s of running")
+	}
+	r.Note = fmt.Sprintf("kill→token %s; token→lease %s (the dead lease's TTL); token→all %d jobs scheduled %s; token→first fire %s; lease→first fire %s",
+		round(token.Sub(killed)), round(lead.Sub(token)), n, round(running.Sub(token)), round(fired.Sub(token)), round(fired.Sub(lead)))
+	return r, nil
+}
+
+// insertSpread inserts n hourly jobs spread over the hour's seconds.
+func insertSpread(ctx context.Context, db *mongo.Database, n int, url string) error {
+	const batch = 1000
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	docs := make([]any, 0, batch)
+	for i := range n {
+		sec := i % 3600
+		j := benchJob("t"+strconv.Itoa(i), fmt.Sprintf("%d %d * * * *", sec%60, sec/60), url)
+		j.CreatedAt, j.UpdatedAt, j.ActiveSince = now, now, now
+		docs = append(docs, j)
+		if len(docs) == batch || i == n-1 {
+			if _, err := db.Collection("jobs").InsertMany(ctx, docs); err != nil {
+				return fmt.Errorf("insert jobs: %w", err)
+			}
+			docs = docs[:0]
+		}
+	}
+	return nil
+}
+
+var (
+	reHolding = regexp.MustCompile(`time=(\S+) .*msg="holding the token`)
+	reBecame  = regexp.MustCompile(`time=(\S+) .*msg="became executor"`)
+	reRunning = regexp.MustCompile(`time=(\S+) .*msg="executor running"`)
+)
+
+// waitLog waits for a line matching re in node's log and returns its time.
+func waitLog(ctx context.Context, node *testcluster.Node, re *regexp.Regexp, timeout time.Duration) (time.Time, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		if m := re.FindStringSubmatch(node.Log()); m != nil {
+			return time.Parse(time.RFC3339Nano, m[1])
+		}
+		if time.Now().After(deadline) {
+			return time.Time{}, fmt.Errorf("%s: no log line matching %q within %s", node.ID, re, timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return time.Time{}, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }

@@ -1,0 +1,43 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestMain(m *testing.M) {
+	if os.Getenv(auxEnv) != "" { // this binary is the helper process
+		runAux()
+		return
+	}
+	os.Exit(m.Run())
+}
+
+// TestSmoke runs the benchmark at a tiny size: every row must come out,
+// with every fire received once and recorded.
+func TestSmoke(t *testing.T) {
+	o, err := parseFlags([]string{"-sizes", "50", "-quick", "-scenarios", "ref,burst,crud", "-crud-n", "20",
+		"-lead", "4s", "-timeout", "60s"})
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var out bytes.Buffer
+	rows, err := run(ctx, o, &out)
+	t.Log("\n" + out.String())
+	require.NoError(t, err)
+	require.Len(t, rows, 3+4)
+	for _, r := range rows {
+		require.NotContains(t, r.Note, "MISMATCH", r.Scenario)
+		if strings.HasPrefix(r.Scenario, "crud") {
+			require.Positive(t, r.Rate, r.Scenario)
+			continue
+		}
+		require.Positive(t, r.P99, r.Scenario)
+	}
+}
