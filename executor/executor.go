@@ -26,6 +26,8 @@ type Store interface {
 	SetPaused(ctx context.Context, f store.Fence, name string, paused bool, now time.Time) (*job.Job, error)
 	Claim(ctx context.Context, f store.Fence, claims []store.Run) ([]bool, error)
 	RecordResults(ctx context.Context, runs []store.Run) ([]bool, error)
+	InsertResults(ctx context.Context, runs []store.Run) ([]bool, error)
+	CountRuns(ctx context.Context, runs []store.Run) error
 	UnfinishedClaims(ctx context.Context, epoch int64, since time.Time) ([]store.Run, error)
 	Prune(ctx context.Context, now time.Time) error
 	Ping(ctx context.Context) error
@@ -46,7 +48,8 @@ type Hooks struct {
 	// Recorded is called for claims and runs recorded without a dispatch
 	// (skipped, missed, cancelled).
 	Recorded func(jobName, status string)
-	// StoreOp is called after each store batch: "claim" or "record".
+	// StoreOp is called after each store batch: "claim", "record" or
+	// "count".
 	StoreOp func(op string, n int, took time.Duration, err error)
 }
 
