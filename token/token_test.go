@@ -173,9 +173,13 @@ func (c *cluster) waitLeader(nodes []*node, timeout time.Duration) *node {
 	var leader *node
 	require.Eventually(c.t, func() bool {
 		for _, n := range nodes {
+			// The status says executor just before Lead is called: wait
+			// for the Lead event too, so callers count events from here.
 			if n.el.Status().Role == token.RoleExecutor {
-				leader = n
-				return true
+				if l := c.leads(); len(l) > 0 && l[len(l)-1].node == n.name {
+					leader = n
+					return true
+				}
 			}
 		}
 		return false
