@@ -78,7 +78,7 @@ func (ts *termState) apply(ctx context.Context, req crud.Request) (crud.Reply, e
 		if err := st.CreateJob(ctx, f, j); err != nil {
 			return crud.Reply{}, err
 		}
-		if err := ts.addEntry(j); err != nil {
+		if err := ts.join(j); err != nil {
 			return crud.Reply{}, err
 		}
 		return crud.Reply{Status: http.StatusCreated, Result: crud.ResultCreated, Job: j}, nil
@@ -94,7 +94,7 @@ func (ts *termState) apply(ctx context.Context, req crud.Request) (crud.Reply, e
 			if err := st.CreateJob(ctx, f, j); err != nil {
 				return crud.Reply{}, err
 			}
-			if err := ts.addEntry(j); err != nil {
+			if err := ts.join(j); err != nil {
 				return crud.Reply{}, err
 			}
 			return crud.Reply{Status: http.StatusCreated, Result: crud.ResultCreated, Job: j}, nil
@@ -114,7 +114,7 @@ func (ts *termState) apply(ctx context.Context, req crud.Request) (crud.Reply, e
 		if err := st.ReplaceJob(ctx, f, j); err != nil {
 			return crud.Reply{}, err
 		}
-		if err := ts.addEntry(j); err != nil {
+		if err := ts.join(j); err != nil {
 			return crud.Reply{}, err
 		}
 		j.Stats = old.Stats
@@ -132,7 +132,7 @@ func (ts *termState) apply(ctx context.Context, req crud.Request) (crud.Reply, e
 		if err != nil {
 			return crud.Reply{}, err
 		}
-		if err := ts.addEntry(j); err != nil {
+		if err := ts.join(j); err != nil {
 			return crud.Reply{}, err
 		}
 		return crud.Reply{Status: http.StatusOK, Result: crud.ResultUpdated, Job: j}, nil

@@ -162,9 +162,47 @@ func (ts *termState) load() error {
 
 // addEntry adds or replaces a job's entry and its group membership.
 func (ts *termState) addEntry(j *job.Job) error {
+	_, _, err := ts.addEntryGap(j)
+	return err
+}
+
+// join adds or replaces a job's entry while the timers run, and claims the
+// job's ticks that its group handled before the job joined: a job stored
+// just before a tick may join after the group's pass for that tick. It holds
+// claimMu, so no pass runs between joining and claiming.
+func (ts *termState) join(j *job.Job) error {
+	ts.claimMu.Lock()
+	defer ts.claimMu.Unlock()
+	en, gap, err := ts.addEntryGap(j)
+	if err != nil || en == nil || gap[0].IsZero() || !ts.loaded.Load() ||
+		ts.stopping.Load() || !ts.term.Valid() {
+		return err
+	}
+	now := ts.now()
+	var plan []planned
+	for t := range en.sched.Ticks(gap[0], gap[1]) {
+		if !t.After(en.job.ActiveSince) {
+			continue // the job did not exist, or was paused, then
+		}
+		p := planned{en: en, at: t, trigger: store.TriggerSchedule}
+		if now.Sub(t) > en.job.StartingDeadline.Std() {
+			p.status, p.reason = store.StatusMissed, fmt.Sprintf("the executor reached this tick after its starting deadline (%s)", en.job.StartingDeadline)
+		}
+		plan = append(plan, p)
+	}
+	if err := ts.claimAndDispatch(plan); err != nil {
+		ts.claimFailed(err)
+	}
+	return nil
+}
+
+// addEntryGap is addEntry that also returns, when the job joins a group
+// that already handled ticks after the job became active, that span.
+func (ts *termState) addEntryGap(j *job.Job) (*entry, [2]time.Time, error) {
+	var gap [2]time.Time
 	s, err := schedule.Parse(j.Schedule, j.Timezone)
 	if err != nil {
-		return err
+		return nil, gap, err
 	}
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
@@ -185,7 +223,7 @@ func (ts *termState) addEntry(j *job.Job) error {
 	en := &entry{job: j, sched: s}
 	ts.jobs[j.Name] = en
 	if j.Paused {
-		return nil
+		return en, gap, nil
 	}
 	key := s.Key()
 	g := ts.groups[key]
@@ -195,13 +233,15 @@ func (ts *termState) addEntry(j *job.Job) error {
 		if ts.loaded.Load() {
 			if err := ts.startGroup(g); err != nil {
 				delete(ts.groups, key)
-				return err
+				return nil, gap, err
 			}
 		}
+	} else if g.lastHandled.After(handledFrom) {
+		gap = [2]time.Time{handledFrom, g.lastHandled}
 	}
 	g.members[j.Name] = en
 	en.group = g
-	return nil
+	return en, gap, nil
 }
 
 func (ts *termState) removeEntry(name string) {
