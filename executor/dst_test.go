@@ -10,11 +10,9 @@ import (
 	"github.com/jonboulle/clockwork"
 	"github.com/stretchr/testify/require"
 
-	"github.com/batonhq/baton/executor"
 	"github.com/batonhq/baton/internal/testenv"
 	"github.com/batonhq/baton/job"
 	"github.com/batonhq/baton/schedule"
-	"github.com/batonhq/baton/token"
 )
 
 // TestDaylightSavingWithAFakeClock drives the whole executor (gocron with a
@@ -71,18 +69,7 @@ func TestDaylightSavingWithAFakeClock(t *testing.T) {
 				require.NoError(t, st.CreateJob(ctx, l.Fence(), j))
 			}
 			disp := &fakeDispatcher{}
-			exec := executor.New(executor.Config{InstanceID: "exec", Workers: 4, Clock: clock, Logger: testenv.Logger()}, st, disp)
-			exec.Start()
-			term, end := token.NewTestTerm(ctx, l)
-			exec.Lead(term)
-			defer func() {
-				end()
-				sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-				defer cancel()
-				exec.Stop(sctx)
-				_ = exec.Close(sctx)
-			}()
-			require.Eventually(t, func() bool { return exec.Status().Loaded }, 10*time.Second, 10*time.Millisecond)
+			leadWithClock(t, st, l, clock, disp)
 
 			// Simulated minutes pass; each step waits for gocron's timers to
 			// be re-armed so that no tick is skipped by the simulation.

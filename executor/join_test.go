@@ -50,18 +50,7 @@ func TestAJobStoredAcrossATickGetsThatTick(t *testing.T) {
 
 	slow := slowCreate{Store: st, entered: make(chan struct{}), release: make(chan struct{})}
 	disp := &fakeDispatcher{}
-	exec := executor.New(executor.Config{InstanceID: "exec", Workers: 4, Clock: clock, Logger: testenv.Logger()}, slow, disp)
-	exec.Start()
-	term, end := token.NewTestTerm(ctx, l)
-	exec.Lead(term)
-	defer func() {
-		end()
-		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		defer cancel()
-		exec.Stop(sctx)
-		_ = exec.Close(sctx)
-	}()
-	require.Eventually(t, func() bool { return exec.Status().Loaded }, 10*time.Second, 10*time.Millisecond)
+	exec, term := leadWithClock(t, slow, l, clock, disp)
 
 	replied := make(chan crud.Reply, 1)
 	go func() {
@@ -77,4 +66,24 @@ func TestAJobStoredAcrossATickGetsThatTick(t *testing.T) {
 	require.Equal(t, http.StatusCreated, r.Status, r.Error)
 	require.Eventually(t, func() bool { return disp.ticks()["b"][tick] == 1 }, 5*time.Second, 10*time.Millisecond,
 		"b's first tick, handled by its group before b joined, still fires: %v", disp.ticks())
+}
+
+// leadWithClock starts an executor on st, leading under l and timed by
+// clock, and stops it when the test ends.
+func leadWithClock(t *testing.T, st executor.Store, l store.Lease, clock clockwork.Clock, disp *fakeDispatcher) (*executor.Executor, *token.Term) {
+	t.Helper()
+	ctx := context.Background()
+	exec := executor.New(executor.Config{InstanceID: "exec", Workers: 4, Clock: clock, Logger: testenv.Logger()}, st, disp)
+	exec.Start()
+	term, end := token.NewTestTerm(ctx, l)
+	exec.Lead(term)
+	t.Cleanup(func() {
+		end()
+		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		exec.Stop(sctx)
+		_ = exec.Close(sctx)
+	})
+	require.Eventually(t, func() bool { return exec.Status().Loaded }, 10*time.Second, 10*time.Millisecond)
+	return exec, term
 }
