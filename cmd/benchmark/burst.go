@@ -11,13 +11,14 @@ import (
 	"sync/atomic"
 	"time"
 
-	amqp "github.com/rabbitmq/amqp091-go"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	mopts "go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/batonhq/baton/executor"
 	"github.com/batonhq/baton/instance"
+	"github.com/batonhq/baton/internal/testcluster"
+	"github.com/batonhq/baton/job"
 	"github.com/batonhq/baton/store"
 )
 
@@ -92,11 +93,17 @@ func clusterName(scenario string, n int) string {
 // the executor would have (creating 100,000 through the API takes long),
 // all with the same schedule.
 func insertJobs(ctx context.Context, db *mongo.Database, prefix string, n int, schedule, url string) error {
-	now := time.Now().UTC().Truncate(time.Millisecond)
+	return insertEach(ctx, db, n, func(i int) *job.Job { return benchJob(prefix+strconv.Itoa(i), schedule, url) })
+}
+
+// insertEach inserts the jobs mk(0) .. mk(n-1), active from now, in
+// batches.
+func insertEach(ctx context.Context, db *mongo.Database, n int, mk func(i int) *job.Job) error {
 	const batch = 1000
+	now := time.Now().UTC().Truncate(time.Millisecond)
 	docs := make([]any, 0, batch)
 	for i := range n {
-		j := benchJob(prefix+strconv.Itoa(i), schedule, url)
+		j := mk(i)
 		j.CreatedAt, j.UpdatedAt, j.ActiveSince = now, now, now
 		docs = append(docs, j)
 		if len(docs) == batch || i == n-1 {
@@ -122,24 +129,8 @@ func openDB(ctx context.Context, env *benchEnv, name string) (*mongo.Database, f
 		defer cancel()
 		_ = db.Drop(cctx)
 		_ = mc.Disconnect(cctx)
-		deleteQueues(env.o.amqpURL, name+".token", name+".crud")
+		_ = testcluster.DeleteQueues(env.o.amqpURL, name+".token", name+".crud")
 	}, nil
-}
-
-func deleteQueues(url string, names ...string) {
-	conn, err := amqp.Dial(url)
-	if err != nil {
-		return
-	}
-	defer conn.Close()
-	for _, n := range names {
-		ch, err := conn.Channel()
-		if err != nil {
-			return
-		}
-		_, _ = ch.QueueDelete(n, false, false, false)
-		_ = ch.Close()
-	}
 }
 
 // running is an in-process instance.

@@ -167,7 +167,7 @@ func (x *chaos) teardown() {
 		x.st.Stop()
 	}
 	if x.c != nil {
-		deleteQueues(x.o.amqpURL, x.name+".token", x.name+".crud")
+		_ = testcluster.DeleteQueues(x.o.amqpURL, x.name+".token", x.name+".crud")
 	}
 }
 
@@ -264,7 +264,7 @@ func allFaults() []fault {
 			// deleted (taking the token with it) and re-declared by the
 			// instances: the token is lost and must be re-inserted.
 			start := time.Now()
-			if err := deleteQueue(x.o.amqpURL, x.name+".token"); err != nil {
+			if err := testcluster.DeleteQueues(x.o.amqpURL, x.name+".token"); err != nil {
 				return err
 			}
 			err := x.takeover(ctx, "token-purge", start, epoch, 20*time.Second)
@@ -494,26 +494,6 @@ func (m *monitor) executorAfter(epoch int64) (time.Time, int64, bool) {
 		return time.Time{}, 0, false
 	}
 	return m.epochs[best], best, true
-}
-
-func deleteQueue(url, name string) error {
-	conn, err := amqp.Dial(url)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		return err
-	}
-	_, err = ch.QueueDelete(name, false, false, false)
-	return err
-}
-
-func deleteQueues(url string, names ...string) {
-	for _, n := range names {
-		_ = deleteQueue(url, n)
-	}
 }
 
 func publishToken(url, queue string, gen int64) error {

@@ -23,6 +23,8 @@ import (
 	"syscall"
 	"time"
 
+	amqp "github.com/rabbitmq/amqp091-go"
+
 	"github.com/batonhq/baton/internal/faultproxy"
 )
 
@@ -462,4 +464,27 @@ func (n *Node) DoToken(token, method, path string, body any, out any) (int, erro
 		}
 	}
 	return resp.StatusCode, nil
+}
+
+// DeleteQueues deletes a cluster's queues from the broker at url, each on
+// its own channel (a failed delete closes its channel). It returns the
+// first error.
+func DeleteQueues(url string, names ...string) error {
+	conn, err := amqp.Dial(url)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	var first error
+	for _, n := range names {
+		ch, err := conn.Channel()
+		if err == nil {
+			_, err = ch.QueueDelete(n, false, false, false)
+			_ = ch.Close()
+		}
+		if first == nil {
+			first = err
+		}
+	}
+	return first
 }

@@ -23,6 +23,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/batonhq/baton/internal/testcluster"
 	"github.com/batonhq/baton/store"
 )
 
@@ -143,21 +144,7 @@ func Logger() *slog.Logger {
 func DeleteQueues(t testing.TB, names ...string) {
 	t.Helper()
 	url := AMQPURL(t)
-	t.Cleanup(func() {
-		conn, err := amqp.Dial(url)
-		if err != nil {
-			return
-		}
-		defer conn.Close()
-		for _, n := range names {
-			ch, err := conn.Channel()
-			if err != nil {
-				return
-			}
-			_, _ = ch.QueueDelete(n, false, false, false)
-			_ = ch.Close()
-		}
-	})
+	t.Cleanup(func() { _ = testcluster.DeleteQueues(url, names...) })
 }
 
 func redactURL(u string) string {
