@@ -10,6 +10,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/batonhq/baton/internal/testcluster"
+	"github.com/batonhq/baton/job"
 )
 
 // takeover runs two instances of the real binary over n jobs, SIGKILLs the
@@ -81,22 +82,10 @@ func takeover(ctx context.Context, env *benchEnv, n int) (row, error) {
 
 // insertSpread inserts n hourly jobs spread over the hour's seconds.
 func insertSpread(ctx context.Context, db *mongo.Database, n int, url string) error {
-	const batch = 1000
-	now := time.Now().UTC().Truncate(time.Millisecond)
-	docs := make([]any, 0, batch)
-	for i := range n {
+	return insertEach(ctx, db, n, func(i int) *job.Job {
 		sec := i % 3600
-		j := benchJob("t"+strconv.Itoa(i), fmt.Sprintf("%d %d * * * *", sec%60, sec/60), url)
-		j.CreatedAt, j.UpdatedAt, j.ActiveSince = now, now, now
-		docs = append(docs, j)
-		if len(docs) == batch || i == n-1 {
-			if _, err := db.Collection("jobs").InsertMany(ctx, docs); err != nil {
-				return fmt.Errorf("insert jobs: %w", err)
-			}
-			docs = docs[:0]
-		}
-	}
-	return nil
+		return benchJob("t"+strconv.Itoa(i), fmt.Sprintf("%d %d * * * *", sec%60, sec/60), url)
+	})
 }
 
 var (
