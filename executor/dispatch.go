@@ -357,45 +357,42 @@ func (e *Executor) record() {
 	}
 }
 
-// recordBatch stores and counts one batch of outcomes, retrying until it
-// succeeds, or once only when final (at shutdown the next executor records
-// what is left as interrupted).
+// recordBatch stores and counts one batch of outcomes, each step retried
+// until it succeeds, or tried once only when final (at shutdown the next
+// executor records what is left as interrupted).
 func (e *Executor) recordBatch(batch []store.Run, final bool) {
-	hook := e.cfg.Hooks.StoreOp
 	var recorded []bool
+	if !e.retryStoreOp("record", len(batch), final, func(ctx context.Context) (err error) {
+		recorded, err = e.store.InsertResults(ctx, batch)
+		return err
+	}) {
+		return
+	}
+	fresh := store.Recorded(batch, recorded)
+	if len(fresh) > 0 {
+		e.retryStoreOp("count", len(fresh), final, func(ctx context.Context) error {
+			return e.store.CountRuns(ctx, fresh)
+		})
+	}
+}
+
+// retryStoreOp runs op on n outcomes until it succeeds, reporting each try
+// to the StoreOp hook; when final it tries once. It reports success.
+func (e *Executor) retryStoreOp(name string, n int, final bool, op func(context.Context) error) bool {
 	for {
 		start := time.Now()
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		var err error
-		recorded, err = e.store.InsertResults(ctx, batch)
+		err := op(ctx)
 		cancel()
-		if hook != nil {
-			hook("record", len(batch), time.Since(start), err)
+		if h := e.cfg.Hooks.StoreOp; h != nil {
+			h(name, n, time.Since(start), err)
 		}
 		if err == nil {
-			break
+			return true
 		}
-		e.log.Warn("recording run outcomes failed; retrying", "runs", len(batch), "error", err)
+		e.log.Warn("storing run outcomes failed; retrying", "op", name, "runs", n, "error", err)
 		if final {
-			return
-		}
-		time.Sleep(time.Second)
-	}
-	fresh := store.Recorded(batch, recorded)
-	for len(fresh) > 0 {
-		start := time.Now()
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		err := e.store.CountRuns(ctx, fresh)
-		cancel()
-		if hook != nil {
-			hook("count", len(fresh), time.Since(start), err)
-		}
-		if err == nil {
-			return
-		}
-		e.log.Warn("counting run outcomes failed; retrying", "runs", len(fresh), "error", err)
-		if final {
-			return
+			return false
 		}
 		time.Sleep(time.Second)
 	}
