@@ -101,6 +101,32 @@ func (d *leaseDoc) ends() bool {
 type leaseCache struct {
 	mu                    sync.Mutex
 	epoch, slot, tokenGen int64
+	// verified is the latest chain position at which a full read found the
+	// lease held, unreleased, by verified.holder. Every change of the lease
+	// (renewal, release, takeover, re-insert) claims the epoch's next slot,
+	// so while slot verified.slot+1 does not exist the lease is unchanged.
+	verified struct {
+		epoch, slot int64
+		holder      string
+	}
+}
+
+// verifiedAt returns the slot at which f was last verified as the live
+// lease, if it was.
+func (c *leaseCache) verifiedAt(f Fence) (slot int64, ok bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	v := c.verified
+	return v.slot, v.holder != "" && v.epoch == f.Epoch && v.holder == f.Holder
+}
+
+func (c *leaseCache) verify(f Fence, slot int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	v := &c.verified
+	if v.epoch != f.Epoch || v.holder != f.Holder || slot > v.slot {
+		v.epoch, v.slot, v.holder = f.Epoch, slot, f.Holder
+	}
 }
 
 func (c *leaseCache) get() (int64, int64, int64) {
@@ -317,6 +343,9 @@ func (s *Store) RenewLease(ctx context.Context, l Lease, watermark, now time.Tim
 	}
 	l.Renewals++
 	l.RenewedAt, l.Watermark = now, watermark
+	// The slot just claimed is this holder's renewal: nothing else changed
+	// the lease in between, or the claim would have failed.
+	s.cache.verify(l.Fence(), l.Renewals)
 	// Keep the chain short: older slots of this epoch are never read again.
 	if old := l.Renewals - 16; old > 0 {
 		_, _ = s.lease.DeleteOne(ctx, bson.M{"_id": slotID(l.Epoch, old)})
@@ -409,7 +438,20 @@ func (s *Store) CheckFence(ctx context.Context, f Fence) error {
 	return s.checkFence(ctx, f)
 }
 
+// checkFence reads one document when f was verified before: the slot after
+// the verified one. Its absence proves nothing changed since, as firmly as
+// reading the whole chain would (both are reads at this moment). Otherwise,
+// and when that slot exists, it reads the chain.
 func (s *Store) checkFence(ctx context.Context, f Fence) error {
+	if k, ok := s.cache.verifiedAt(f); ok {
+		next, err := s.getLeaseDoc(ctx, slotID(f.Epoch, k+1))
+		if err != nil {
+			return fmt.Errorf("store: check fence: %w", err)
+		}
+		if next == nil {
+			return nil
+		}
+	}
 	l, err := s.readLease(ctx)
 	if err != nil {
 		return fmt.Errorf("store: check fence: %w", err)
@@ -417,5 +459,6 @@ func (s *Store) checkFence(ctx context.Context, f Fence) error {
 	if l.Epoch != f.Epoch || l.Holder != f.Holder || l.Released {
 		return fmt.Errorf("store: epoch %d (current %d, released %t): %w", f.Epoch, l.Epoch, l.Released, ErrStaleEpoch)
 	}
+	s.cache.verify(f, l.Renewals)
 	return nil
 }

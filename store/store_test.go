@@ -454,3 +454,47 @@ func TestLegacyCounterShardsAreAdded(t *testing.T) {
 	require.EqualValues(t, 0, got.ConsecutiveFailures)
 	require.Equal(t, "r2", got.LastRun.FireID)
 }
+
+// An executor that verified its fence keeps checking it with one read; each
+// way the lease can change under it, seen through another handle as another
+// process would, must still fence it off.
+func TestFenceCheckSeesEveryChangeMadeElsewhere(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name   string
+		change func(t *testing.T, other *store.Store, held store.Lease)
+	}{
+		{"takeover", func(t *testing.T, other *store.Store, held store.Lease) {
+			_, err := other.AcquireLease(ctx, held, "b", "dc2", held.TokenGen, time.Now())
+			require.NoError(t, err)
+		}},
+		{"release", func(t *testing.T, other *store.Store, held store.Lease) {
+			require.NoError(t, other.ReleaseLease(ctx, held, time.Now(), time.Now()))
+		}},
+		{"token re-insert", func(t *testing.T, other *store.Store, held store.Lease) {
+			_, err := other.BumpTokenGen(ctx, held)
+			require.NoError(t, err)
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			name := testenv.Name(t)
+			mine, other := testenv.StoreNamed(t, name), testenv.StoreNamed(t, name)
+			held := acquire(t, mine, "a")
+			held, err := mine.RenewLease(ctx, held, time.Now(), time.Now())
+			require.NoError(t, err)
+			for range 3 { // verified, then checked by the one-read path
+				require.NoError(t, mine.CheckFence(ctx, held.Fence()))
+			}
+			seen, err := other.Lease(ctx)
+			require.NoError(t, err)
+			require.Equal(t, held.Renewals, seen.Renewals)
+			tc.change(t, other, seen)
+			require.ErrorIs(t, mine.CheckFence(ctx, held.Fence()), store.ErrStaleEpoch)
+			_, err = mine.RenewLease(ctx, held, time.Now(), time.Now())
+			require.ErrorIs(t, err, store.ErrStaleEpoch)
+			require.ErrorIs(t, mine.CheckFence(ctx, held.Fence()), store.ErrStaleEpoch)
+		})
+	}
+}
