@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"runtime/pprof"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -44,6 +46,17 @@ func crudRows(ctx context.Context, env *benchEnv) ([]row, error) {
 			return nil, fmt.Errorf("the standby's write client did not connect")
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+	if p := env.o.crudProfile; p != "" {
+		f, err := os.Create(p)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return nil, err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	var rows []row
 	for _, via := range []struct {

@@ -41,18 +41,19 @@ import (
 )
 
 type options struct {
-	sizes      []int
-	scenarios  map[string]bool
-	workers    int
-	claimBatch int
-	lead       time.Duration
-	timeout    time.Duration
-	cpuprofile string
-	amqpURL    string
-	quick      bool
-	crudN      int
-	takeoverN  int
-	verbose    bool
+	sizes       []int
+	scenarios   map[string]bool
+	workers     int
+	claimBatch  int
+	lead        time.Duration
+	timeout     time.Duration
+	cpuprofile  string
+	crudProfile string
+	amqpURL     string
+	quick       bool
+	crudN       int
+	takeoverN   int
+	verbose     bool
 }
 
 // benchEnv is what every scenario shares.
@@ -93,6 +94,7 @@ func parseFlags(args []string) (options, error) {
 	fs.DurationVar(&o.lead, "lead", 0, "time from inserting a burst's jobs to its due second (0: from N)")
 	fs.DurationVar(&o.timeout, "timeout", 5*time.Minute, "limit per scenario")
 	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the largest Baton burst to this file")
+	fs.StringVar(&o.crudProfile, "crud-cpuprofile", "", "write a CPU profile of the crud rows (both instances) to this file")
 	fs.StringVar(&o.amqpURL, "amqp", "amqp://guest:guest@127.0.0.1:5672/", "RabbitMQ URL")
 	fs.BoolVar(&o.quick, "quick", false, "fewer writes in crud, takeover at the largest size only if asked")
 	fs.IntVar(&o.crudN, "crud-n", 1000, "writes per crud row")
