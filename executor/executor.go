@@ -60,6 +60,9 @@ type Config struct {
 	Workers int
 	// ClaimBatch is the number of ticks claimed per store call (1000).
 	ClaimBatch int
+	// LoadBatch is how many jobs join the schedule at a time when a term
+	// loads them (1000): a job can fire once its batch is in.
+	LoadBatch int
 	// ShellEnabled allows shell targets (validated on writes).
 	ShellEnabled bool
 	// RecordBatch and RecordInterval bound how results are batched (500,
@@ -98,6 +101,7 @@ type Executor struct {
 func New(cfg Config, st Store, disp Dispatcher) *Executor {
 	cfg.Workers = cmp.Or(cfg.Workers, 256)
 	cfg.ClaimBatch = cmp.Or(cfg.ClaimBatch, 1000)
+	cfg.LoadBatch = cmp.Or(cfg.LoadBatch, 1000)
 	cfg.RecordBatch = cmp.Or(cfg.RecordBatch, 500)
 	cfg.RecordInterval = cmp.Or(cfg.RecordInterval, 100*time.Millisecond)
 	cfg.ApplyReadyTimeout = cmp.Or(cfg.ApplyReadyTimeout, 30*time.Second)

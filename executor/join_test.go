@@ -69,11 +69,22 @@ func TestAJobStoredAcrossATickGetsThatTick(t *testing.T) {
 }
 
 // leadWithClock starts an executor on st, leading under l and timed by
-// clock, and stops it when the test ends.
+// clock, waits until it has loaded its jobs, and stops it when the test
+// ends.
 func leadWithClock(t *testing.T, st executor.Store, l store.Lease, clock clockwork.Clock, disp *fakeDispatcher) (*executor.Executor, *token.Term) {
 	t.Helper()
+	exec, term := lead(t, st, l, executor.Config{Workers: 4, Clock: clock}, disp)
+	require.Eventually(t, func() bool { return exec.Status().Loaded }, 10*time.Second, 10*time.Millisecond)
+	return exec, term
+}
+
+// lead starts an executor on st with cfg, leading under l, and stops it
+// when the test ends.
+func lead(t *testing.T, st executor.Store, l store.Lease, cfg executor.Config, disp *fakeDispatcher) (*executor.Executor, *token.Term) {
+	t.Helper()
 	ctx := context.Background()
-	exec := executor.New(executor.Config{InstanceID: "exec", Workers: 4, Clock: clock, Logger: testenv.Logger()}, st, disp)
+	cfg.InstanceID, cfg.Logger = "exec", testenv.Logger()
+	exec := executor.New(cfg, st, disp)
 	exec.Start()
 	term, end := token.NewTestTerm(ctx, l)
 	exec.Lead(term)
@@ -84,6 +95,5 @@ func leadWithClock(t *testing.T, st executor.Store, l store.Lease, clock clockwo
 		exec.Stop(sctx)
 		_ = exec.Close(sctx)
 	})
-	require.Eventually(t, func() bool { return exec.Status().Loaded }, 10*time.Second, 10*time.Millisecond)
 	return exec, term
 }

@@ -48,6 +48,9 @@ type entry struct {
 	job   *job.Job
 	sched *schedule.Schedule
 	group *group
+	// caughtUp is set for a job loaded while its group's timer already ran:
+	// its ticks up to here were claimed by the load's catch-up.
+	caughtUp time.Time
 }
 
 // group is one gocron job shared by every job with the same schedule key.
@@ -72,6 +75,13 @@ func newTermState(e *Executor, term *token.Term) *termState {
 	}
 }
 
+// scheduler returns the term's gocron scheduler, nil until begin made it.
+func (ts *termState) scheduler() gocron.Scheduler {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	return ts.sched
+}
+
 func (ts *termState) now() time.Time { return ts.e.clock.Now().UTC() }
 
 func (ts *termState) goTracked(fn func()) {
@@ -86,38 +96,39 @@ func (ts *termState) start() {
 	ts.goTracked(ts.begin)
 }
 
-// begin loads every job, catches up from the previous executor's watermark,
-// and starts the timers. A store failure is retried while the term lasts.
+// begin streams every job into the schedule, catching each batch up from
+// the previous executor's watermark, and starts the timers at once: a job
+// fires as soon as its batch is in, not after the whole store is read. A
+// store failure is retried while the term lasts.
 func (ts *termState) begin() {
 	begun := ts.now()
+	sched, err := gocron.NewScheduler(
+		gocron.WithClock(ts.e.clock),
+		gocron.WithLocation(time.UTC),
+		gocron.WithStopTimeout(2*time.Second),
+	)
+	if err != nil {
+		ts.log.Error("starting the scheduler failed", "error", err)
+		return
+	}
+	ts.mu.Lock()
+	ts.sched = sched
+	ts.mu.Unlock()
+	sched.Start()
+	from := ts.term.Lease().Watermark
 	b := backoff.Backoff{Min: 200 * time.Millisecond, Max: 5 * time.Second}
 	for {
-		err := ts.load()
+		err := ts.load(from)
 		if err == nil {
 			break
+		}
+		if ts.ctx.Err() != nil || ts.stopping.Load() {
+			return
 		}
 		ts.log.Warn("loading jobs failed; retrying", "error", err)
 		if !backoff.Sleep(ts.ctx, b.Next()) {
 			return
 		}
-	}
-	started := ts.now()
-	from := ts.term.Lease().Watermark
-	ts.claimMu.Lock()
-	ts.mu.Lock()
-	for _, g := range ts.groups {
-		g.lastHandled = started
-	}
-	ts.mu.Unlock()
-	err := ts.catchUp(from, started)
-	ts.claimMu.Unlock()
-	if err != nil {
-		ts.log.Warn("catch-up failed; retrying once the store answers", "error", err)
-		ts.markDegraded(from)
-	}
-	if err := ts.startTimers(); err != nil {
-		ts.log.Error("starting the scheduler failed", "error", err)
-		return
 	}
 	ts.loaded.Store(true)
 	close(ts.ready)
@@ -126,44 +137,68 @@ func (ts *termState) begin() {
 	ts.mu.Unlock()
 	ts.log.Info("executor running", "jobs", jobs, "timers", timers,
 		"caught_up_from", from, "load_took", ts.now().Sub(begun))
+	// The watermark moves only now: until every job was caught up, the
+	// next executor must catch up from where this one started.
 	ts.goTracked(ts.watermarkLoop)
 	ts.goTracked(ts.maintenanceLoop)
 }
 
-func (ts *termState) load() error {
-	sched, err := gocron.NewScheduler(
-		gocron.WithClock(ts.e.clock),
-		gocron.WithLocation(time.UTC),
-		gocron.WithStopTimeout(2*time.Second),
-	)
-	if err != nil {
-		return fmt.Errorf("executor: new scheduler: %w", err)
-	}
-	ts.sched = sched
-	n := 0
-	err = ts.e.store.EachJob(ts.ctx, func(j *job.Job) error {
-		n++
-		if err := ts.addEntry(j); err != nil {
-			// A job the store accepted but this version cannot parse is
-			// skipped, not fatal for every other job.
-			ts.log.Error("cannot schedule job", "job", j.Name, "error", err)
+// load streams the jobs not yet loaded into the schedule, a batch at a
+// time. A failed attempt keeps what it loaded; the next one skips those.
+func (ts *termState) load(from time.Time) error {
+	size := ts.e.cfg.LoadBatch
+	batch := make([]*job.Job, 0, size)
+	err := ts.e.store.EachJob(ts.ctx, func(j *job.Job) error {
+		if ts.stopping.Load() {
+			return errStopped
+		}
+		ts.mu.Lock()
+		_, loaded := ts.jobs[j.Name]
+		ts.mu.Unlock()
+		if !loaded {
+			batch = append(batch, j)
+		}
+		if len(batch) == size {
+			ts.joinLoaded(batch, from)
+			batch = batch[:0]
 		}
 		return nil
 	})
-	if err != nil {
-		_ = sched.Shutdown()
-		ts.mu.Lock()
-		ts.jobs, ts.groups = map[string]*entry{}, map[string]*group{}
-		ts.mu.Unlock()
-		return err
-	}
-	return nil
+	ts.joinLoaded(batch, from)
+	return err
 }
 
-// addEntry adds or replaces a job's entry and its group membership.
-func (ts *termState) addEntry(j *job.Job) error {
-	_, _, err := ts.addEntryGap(j)
-	return err
+// joinLoaded adds loaded jobs to the running schedule and claims their ticks
+// since from with their misfire policies. Their groups' passes skip what
+// this caught up. It holds claimMu, so no pass runs in between.
+func (ts *termState) joinLoaded(jobs []*job.Job, from time.Time) {
+	if len(jobs) == 0 {
+		return
+	}
+	ts.claimMu.Lock()
+	defer ts.claimMu.Unlock()
+	now := ts.now()
+	entries := make([]*entry, 0, len(jobs))
+	for _, j := range jobs {
+		en, err := ts.addLoaded(j, now)
+		if err != nil {
+			// A job the store accepted but this version cannot parse is
+			// skipped, not fatal for every other job.
+			ts.log.Error("cannot schedule job", "job", j.Name, "error", err)
+			continue
+		}
+		if !j.Paused {
+			entries = append(entries, en)
+		}
+	}
+	if err := ts.catchUpEntries(entries, from, now); err != nil {
+		ts.log.Warn("catch-up failed; retrying once the store answers", "error", err)
+		if errors.Is(err, store.ErrStaleEpoch) {
+			ts.claimFailed(err)
+			return
+		}
+		ts.markDegraded(from)
+	}
 }
 
 // join adds or replaces a job's entry while the timers run, and claims the
@@ -196,8 +231,9 @@ func (ts *termState) join(j *job.Job) error {
 	return nil
 }
 
-// addEntryGap is addEntry that also returns, when the job joins a group
-// that already handled ticks after the job became active, that span.
+// addEntryGap adds or replaces a job's entry while the timers run. When
+// the job joins a group that already handled ticks after the job became
+// active, it also returns that span.
 func (ts *termState) addEntryGap(j *job.Job) (*entry, [2]time.Time, error) {
 	var gap [2]time.Time
 	s, err := schedule.Parse(j.Schedule, j.Timezone)
@@ -219,29 +255,57 @@ func (ts *termState) addEntryGap(j *job.Job) (*entry, [2]time.Time, error) {
 	} else if !j.ActiveSince.IsZero() && j.ActiveSince.Before(handledFrom) {
 		handledFrom = j.ActiveSince
 	}
+	en, err := ts.addLocked(j, s, handledFrom)
+	if err != nil || en.group == nil {
+		return en, gap, err
+	}
+	if g := en.group; g.lastHandled.After(handledFrom) {
+		gap = [2]time.Time{handledFrom, g.lastHandled}
+	}
+	return en, gap, nil
+}
+
+// addLoaded adds a job read from the store while loading, caught up to now
+// by the caller: its group, if new, counts from now, and an existing
+// group's passes skip its ticks up to now.
+func (ts *termState) addLoaded(j *job.Job, now time.Time) (*entry, error) {
+	s, err := schedule.Parse(j.Schedule, j.Timezone)
+	if err != nil {
+		return nil, err
+	}
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	en, err := ts.addLocked(j, s, now)
+	if err != nil {
+		return nil, err
+	}
+	en.caughtUp = now
+	return en, nil
+}
+
+// addLocked replaces j's entry and puts it in its schedule's group, which
+// it creates, with its timer, if needed. A new group counts its ticks as
+// handled up to handledFrom.
+func (ts *termState) addLocked(j *job.Job, s *schedule.Schedule, handledFrom time.Time) (*entry, error) {
 	ts.removeLocked(j.Name)
 	en := &entry{job: j, sched: s}
 	ts.jobs[j.Name] = en
 	if j.Paused {
-		return en, gap, nil
+		return en, nil
 	}
 	key := s.Key()
 	g := ts.groups[key]
 	if g == nil {
 		g = &group{key: key, sched: s, members: map[string]*entry{}, lastHandled: handledFrom}
-		ts.groups[key] = g
-		if ts.loaded.Load() {
-			if err := ts.startGroup(g); err != nil {
-				delete(ts.groups, key)
-				return nil, gap, err
-			}
+		if err := ts.startGroup(g); err != nil {
+			delete(ts.jobs, j.Name)
+			return nil, err
 		}
-	} else if g.lastHandled.After(handledFrom) {
-		gap = [2]time.Time{handledFrom, g.lastHandled}
+		ts.groups[key] = g
 	}
 	g.members[j.Name] = en
 	en.group = g
-	return en, gap, nil
+	return en, nil
 }
 
 func (ts *termState) removeEntry(name string) {
@@ -298,18 +362,6 @@ func (ts *termState) startGroup(g *group) error {
 	return nil
 }
 
-func (ts *termState) startTimers() error {
-	ts.mu.Lock()
-	defer ts.mu.Unlock()
-	for _, g := range ts.groups {
-		if err := ts.startGroup(g); err != nil {
-			return err
-		}
-	}
-	ts.sched.Start()
-	return nil
-}
-
 // tick claims and dispatches every tick of g due since it last ran.
 func (ts *termState) tick(g *group) {
 	ts.claimMu.Lock()
@@ -339,8 +391,8 @@ func (ts *termState) tick(g *group) {
 	var plan []planned
 	for _, t := range ticks {
 		for _, en := range members {
-			if !t.After(en.job.ActiveSince) {
-				continue // the job did not exist, or was paused, then
+			if !t.After(en.job.ActiveSince) || !t.After(en.caughtUp) {
+				continue // the job did not exist, or was paused, then; or it was caught up
 			}
 			if now.Sub(t) > en.job.StartingDeadline.Std() {
 				plan = append(plan, planned{en: en, at: t, status: store.StatusMissed, trigger: store.TriggerSchedule,
@@ -363,9 +415,6 @@ func (ts *termState) tick(g *group) {
 // catchUp plans and claims the ticks in (from, now] for every job with its
 // misfire policy. It runs with claimMu held.
 func (ts *termState) catchUp(from, now time.Time) error {
-	if from.IsZero() || !from.Before(now) {
-		return nil
-	}
 	ts.mu.Lock()
 	entries := make([]*entry, 0, len(ts.jobs))
 	for _, en := range ts.jobs {
@@ -374,6 +423,14 @@ func (ts *termState) catchUp(from, now time.Time) error {
 		}
 	}
 	ts.mu.Unlock()
+	return ts.catchUpEntries(entries, from, now)
+}
+
+// catchUpEntries is catchUp for some jobs. It runs with claimMu held.
+func (ts *termState) catchUpEntries(entries []*entry, from, now time.Time) error {
+	if from.IsZero() || !from.Before(now) {
+		return nil
+	}
 	var plan []planned
 	for _, en := range entries {
 		start := from
@@ -551,8 +608,8 @@ func (ts *termState) status() Status {
 func (ts *termState) stop(ctx context.Context) {
 	ts.stopping.Store(true)
 	ts.stopCtx()
-	if ts.sched != nil {
-		_ = ts.sched.StopJobs() // stops timers at once; Shutdown would wait
+	if sched := ts.scheduler(); sched != nil {
+		_ = sched.StopJobs() // stops timers at once; Shutdown would wait
 	}
 	ts.cancelPending("the executor stepped down before this fire's jittered start")
 	done := make(chan struct{})
@@ -560,8 +617,8 @@ func (ts *termState) stop(ctx context.Context) {
 		ts.wg.Wait()
 		ts.claimMu.Lock() // a claim pass in progress finishes first
 		ts.claimMu.Unlock()
-		if ts.sched != nil {
-			_ = ts.sched.Shutdown()
+		if sched := ts.scheduler(); sched != nil {
+			_ = sched.Shutdown()
 		}
 		close(done)
 	}()
