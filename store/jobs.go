@@ -118,20 +118,9 @@ func (s *Store) EachJob(ctx context.Context, fn func(*job.Job) error) error {
 }
 
 // CreateJob inserts j under fence f. ErrExists if the name is taken.
+// Concurrent calls share one fence check and one insert.
 func (s *Store) CreateJob(ctx context.Context, f Fence, j *job.Job) error {
-	if err := s.CheckFence(ctx, f); err != nil {
-		return err
-	}
-	j.Epoch = f.Epoch
-	octx, cancel := s.opContext(ctx)
-	defer cancel()
-	if _, err := s.jobs.InsertOne(octx, j); err != nil {
-		if isDuplicateKey(err) {
-			return fmt.Errorf("store: job %q: %w", j.Name, ErrExists)
-		}
-		return fmt.Errorf("store: create job %q: %w", j.Name, err)
-	}
-	return nil
+	return s.commits.createJob.Do(ctx, fencedJob{f: f, j: j})
 }
 
 // ReplaceJob replaces the job named j.Name under fence f. ErrNotFound if it

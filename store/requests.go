@@ -31,20 +31,16 @@ type Request struct {
 
 // BeginRequest claims request id for applying under fence f. If the request
 // was already decided it returns the existing record and ErrExists.
+// Concurrent calls share one fence check and one insert.
 func (s *Store) BeginRequest(ctx context.Context, f Fence, id string, now time.Time) (*Request, error) {
-	if err := s.CheckFence(ctx, f); err != nil {
-		return nil, err
-	}
-	return s.decideRequest(ctx, Request{ID: id, State: RequestApplying, Epoch: f.Epoch, CreatedAt: now})
+	res := s.commits.beginRequest.Do(ctx, fencedRequest{f: f, r: Request{ID: id, State: RequestApplying, Epoch: f.Epoch, CreatedAt: now}})
+	return res.r, res.err
 }
 
 // AbandonRequest marks request id abandoned unless the executor began it
 // first, in which case it returns that record and ErrExists.
 func (s *Store) AbandonRequest(ctx context.Context, id string, now time.Time) (*Request, error) {
-	return s.decideRequest(ctx, Request{ID: id, State: RequestAbandoned, CreatedAt: now})
-}
-
-func (s *Store) decideRequest(ctx context.Context, r Request) (*Request, error) {
+	r := Request{ID: id, State: RequestAbandoned, CreatedAt: now}
 	octx, cancel := s.opContext(ctx)
 	defer cancel()
 	_, err := s.requests.InsertOne(octx, r)
@@ -54,23 +50,24 @@ func (s *Store) decideRequest(ctx context.Context, r Request) (*Request, error) 
 	if !isDuplicateKey(err) {
 		return nil, fmt.Errorf("store: decide request %s: %w", r.ID, err)
 	}
-	existing, err := s.Request(ctx, r.ID)
+	return s.decided(ctx, id)
+}
+
+// decided returns the record of a request someone else decided first, and
+// ErrExists.
+func (s *Store) decided(ctx context.Context, id string) (*Request, error) {
+	existing, err := s.Request(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	return existing, fmt.Errorf("store: request %s is %s: %w", r.ID, existing.State, ErrExists)
+	return existing, fmt.Errorf("store: request %s is %s: %w", id, existing.State, ErrExists)
 }
 
 // FinishRequest stores the reply of an applied request, so that a caller
 // that timed out after the executor began can still learn the outcome.
+// Concurrent calls share one write.
 func (s *Store) FinishRequest(ctx context.Context, id string, reply []byte) error {
-	octx, cancel := s.opContext(ctx)
-	defer cancel()
-	_, err := s.requests.UpdateOne(octx, bson.M{"_id": id}, bson.M{"$set": bson.M{"state": RequestDone, "reply": reply}})
-	if err != nil {
-		return fmt.Errorf("store: finish request %s: %w", id, err)
-	}
-	return nil
+	return s.commits.finishRequest.Do(ctx, finishedRequest{id: id, reply: reply})
 }
 
 // Request reads the record of request id.

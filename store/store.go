@@ -36,7 +36,8 @@ type Store struct {
 	// (FerretDB has no TTL indexes); Prune then deletes old records.
 	manualTTL bool
 
-	cache leaseCache
+	cache   leaseCache
+	commits commits
 
 	lease, instances, jobs, runs, results, stats, requests *mongo.Collection
 }
@@ -83,6 +84,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		stats:     db.Collection("job_stats"),
 		requests:  db.Collection("crud_requests"),
 	}
+	s.initCommits()
 	if err := s.Ping(ctx); err != nil {
 		_ = client.Disconnect(context.WithoutCancel(ctx))
 		return nil, err

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -497,4 +498,80 @@ func TestFenceCheckSeesEveryChangeMadeElsewhere(t *testing.T) {
 			require.ErrorIs(t, mine.CheckFence(ctx, held.Fence()), store.ErrStaleEpoch)
 		})
 	}
+}
+
+// Concurrent writes are committed in shared batches; each caller still gets
+// its own answer: a duplicate name or request, or a stale fence, fails that
+// call alone.
+func TestConcurrentWritesGetTheirOwnAnswers(t *testing.T) {
+	t.Parallel()
+	s := testenv.Store(t)
+	old := acquire(t, s, "old")
+	cur, err := s.AcquireLease(ctx, old, "cur", "dc1", old.TokenGen, time.Now())
+	require.NoError(t, err)
+	require.NoError(t, s.CreateJob(ctx, cur.Fence(), newJob("taken")))
+
+	type call struct {
+		name   string
+		fence  store.Fence
+		want   error // nil: success
+		reqID  string
+		reqErr error
+	}
+	var calls []call
+	for i := range 40 {
+		calls = append(calls, call{name: fmt.Sprintf("job-%d", i), fence: cur.Fence(), reqID: fmt.Sprintf("r-%d", i)})
+	}
+	calls = append(calls,
+		call{name: "taken", fence: cur.Fence(), want: store.ErrExists, reqID: "r-taken"},
+		call{name: "stale", fence: old.Fence(), want: store.ErrStaleEpoch, reqID: "r-stale", reqErr: store.ErrStaleEpoch},
+		call{name: "job-41", fence: cur.Fence(), reqID: "r-0"}, // a redelivered request
+	)
+	var wg sync.WaitGroup
+	var begun atomic.Int64
+	start := make(chan struct{})
+	for _, c := range calls {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			_, err := s.BeginRequest(ctx, c.fence, c.reqID, time.Now())
+			switch {
+			case c.reqID == "r-0": // begun by exactly one of its two callers
+				if err == nil {
+					begun.Add(1)
+				} else {
+					require.ErrorIs(t, err, store.ErrExists)
+				}
+				return
+			case c.reqErr != nil:
+				require.ErrorIs(t, err, c.reqErr, c.reqID)
+				return
+			}
+			require.NoError(t, err, c.reqID)
+			err = s.CreateJob(ctx, c.fence, newJob(c.name))
+			if c.want != nil {
+				require.ErrorIs(t, err, c.want, c.name)
+			} else {
+				require.NoError(t, err, c.name)
+			}
+			require.NoError(t, s.FinishRequest(ctx, c.reqID, []byte(`{"name":"`+c.name+`"}`)))
+		}()
+	}
+	close(start)
+	wg.Wait()
+	require.EqualValues(t, 1, begun.Load())
+	for _, c := range calls[:40] {
+		if c.reqID == "r-0" {
+			continue
+		}
+		rec, err := s.Request(ctx, c.reqID)
+		require.NoError(t, err)
+		require.Equal(t, store.RequestDone, rec.State, c.reqID)
+		require.JSONEq(t, `{"name":"`+c.name+`"}`, string(rec.Reply))
+		_, err = s.Job(ctx, c.name)
+		require.NoError(t, err, c.name)
+	}
+	_, err = s.Job(ctx, "stale")
+	require.ErrorIs(t, err, store.ErrNotFound)
 }
