@@ -13,11 +13,13 @@ import (
 	"github.com/batonhq/baton/job"
 )
 
-// takeover runs two instances of the real binary over n jobs, SIGKILLs the
-// executor, and measures the standby's takeover from its logs and the
-// receiver: from holding the token to leading (the wait for the dead
-// executor's lease), to every job scheduled ("executor running"), and to
-// its first fire.
+// takeover runs instances of the real binary over n jobs and measures two
+// takeovers from the new holder's logs and the receiver: from holding the
+// token to leading, to every job scheduled ("executor running"), and to its
+// first fire. First the executor is SIGKILLed: its successor must wait out
+// the dead lease (the token's arrival does not prove the old executor has
+// stopped). Then the new executor is stopped with SIGTERM, and releases
+// the lease for a third instance at once.
 //
 // The jobs are hourly, spread over the hour's seconds (about 28 per second
 // at 100,000), so a fire is due every second.
@@ -45,39 +47,57 @@ func takeover(ctx context.Context, env *benchEnv, n int) (row, error) {
 	if _, err := waitLog(ctx, first, reRunning, env.o.timeout); err != nil {
 		return r, fmt.Errorf("first executor: %w", err)
 	}
-	second, err := c.Add("t2", "dc2")
+	second, killed, err := handOver(ctx, env, c, "t2", "dc2", func() { first.Kill() })
 	if err != nil {
 		return r, err
+	}
+	_, termed, err := handOver(ctx, env, c, "t3", "dc3", func() { _ = second.Term(time.Minute) })
+	if err != nil {
+		return r, err
+	}
+	r.Note = fmt.Sprintf("after SIGKILL: %s; after SIGTERM: %s", killed, termed)
+	return r, nil
+}
+
+// handOver adds a standby, stops the executor with stop, and describes the
+// standby's takeover.
+func handOver(ctx context.Context, env *benchEnv, c *testcluster.Cluster, id, dc string, stop func()) (*testcluster.Node, string, error) {
+	next, err := c.Add(id, dc)
+	if err != nil {
+		return nil, "", err
 	}
 	time.Sleep(2 * time.Second) // the standby is consuming the token queue
-	killed := time.Now()
-	first.Kill()
-	token, err := waitLog(ctx, second, reHolding, env.o.timeout)
+	stopped := time.Now()
+	go stop()
+	lead, err := waitLog(ctx, next, reBecame, env.o.timeout)
 	if err != nil {
-		return r, err
+		return nil, "", err
 	}
-	lead, err := waitLog(ctx, second, reBecame, env.o.timeout)
-	if err != nil {
-		return r, err
+	// A holder logs that it holds the token only when it must wait for a
+	// live lease; after a release it leads at once.
+	token := lead
+	if m := reHolding.FindStringSubmatch(next.Log()); m != nil {
+		if token, err = time.Parse(time.RFC3339Nano, m[1]); err != nil {
+			return nil, "", err
+		}
 	}
-	running, err := waitLog(ctx, second, reRunning, env.o.timeout)
+	running, err := waitLog(ctx, next, reRunning, env.o.timeout)
 	if err != nil {
-		return r, err
+		return nil, "", err
 	}
 	var fired time.Time
 	for deadline := time.Now().Add(30 * time.Second); fired.IsZero() && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 		st, err := env.aux.Stats(ctx)
 		if err != nil {
-			return r, err
+			return nil, "", err
 		}
-		fired = st.FirstBy["t2"]
+		fired = st.FirstBy[id]
 	}
 	if fired.IsZero() {
-		return r, fmt.Errorf("the new executor fired nothing within 30s of running")
+		return nil, "", fmt.Errorf("%s fired nothing within 30s of running", id)
 	}
-	r.Note = fmt.Sprintf("kill→token %s; token→lease %s (the dead lease's TTL); token→all %d jobs scheduled %s; token→first fire %s; lease→first fire %s",
-		round(token.Sub(killed)), round(lead.Sub(token)), n, round(running.Sub(token)), round(fired.Sub(token)), round(fired.Sub(lead)))
-	return r, nil
+	return next, fmt.Sprintf("stop→token %s, token→lease %s, token→first fire %s, lease→first fire %s, token→all jobs scheduled %s",
+		round(token.Sub(stopped)), round(lead.Sub(token)), round(fired.Sub(token)), round(fired.Sub(lead)), round(running.Sub(token))), nil
 }
 
 // insertSpread inserts n hourly jobs spread over the hour's seconds.
