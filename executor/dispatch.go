@@ -296,9 +296,9 @@ func resultRun(claim store.Run, res target.Result) store.Run {
 // produce them, so a slow store never makes a worker wait to hand one over
 // (measured: with a bounded hand-over, a 10,000-job burst's p99 lag was
 // dominated by workers blocked on the recorder). Each batch is inserted,
-// then counted in the job counters; a failed insert is retried whole
-// (outcomes are insert-once, so a retry never double counts) and a failed
-// count is retried alone, so a count is not lost to a lost reply.
+// retried whole until it succeeds (outcomes are insert-once, so a retry
+// never records one twice), and then added to the counts, which a second
+// loop writes to the job counters.
 func (e *Executor) record() {
 	var (
 		mu      sync.Mutex
@@ -329,8 +329,15 @@ func (e *Executor) record() {
 		default:
 		}
 	}()
+	c := &counts{e: e}
+	stopCounting, counted := make(chan struct{}), make(chan struct{})
+	go func() { // owned by record, which waits for counted
+		defer close(counted)
+		c.run(stopCounting)
+	}()
 	t := e.clock.NewTicker(e.cfg.RecordInterval)
 	defer t.Stop()
+	dropped := 0
 	for {
 		select {
 		case <-full:
@@ -345,11 +352,20 @@ func (e *Executor) record() {
 			if n == 0 {
 				if final {
 					<-done
+					close(stopCounting)
+					<-counted
+					if dropped > 0 {
+						e.log.Warn("shutdown gave up before recording some outcomes; the next executor records them as interrupted", "runs", dropped)
+					}
 					return
 				}
 				break
 			}
-			e.recordBatch(batch, final)
+			if e.abandoned.Load() {
+				dropped += n
+			} else if recorded, ok := e.insertResults(batch, final); ok {
+				c.add(store.Recorded(batch, recorded))
+			}
 			mu.Lock()
 			pending = pending[n:]
 			mu.Unlock()
@@ -357,23 +373,68 @@ func (e *Executor) record() {
 	}
 }
 
-// recordBatch stores and counts one batch of outcomes, each step retried
-// until it succeeds, or tried once only when final (at shutdown the next
-// executor records what is left as interrupted).
-func (e *Executor) recordBatch(batch []store.Run, final bool) {
-	var recorded []bool
-	if !e.retryStoreOp("record", len(batch), final, func(ctx context.Context) (err error) {
+// insertResults stores one batch of outcomes, retried until it succeeds,
+// or tried once only when final (at shutdown the next executor records
+// what is left as interrupted).
+func (e *Executor) insertResults(batch []store.Run, final bool) (recorded []bool, ok bool) {
+	ok = e.retryStoreOp("record", len(batch), final, func(ctx context.Context) (err error) {
 		recorded, err = e.store.InsertResults(ctx, batch)
 		return err
-	}) {
+	})
+	return recorded, ok
+}
+
+// counts adds recorded outcomes to the job counters. Outcomes are tallied
+// per job in memory, so the backlog is bounded by the number of jobs, not
+// of runs, and one write per touched counter shard counts any number of
+// them. Counting a tally takes seconds on a slow store at 100,000 jobs, so
+// it waits between writes at least twice as long as the last one took:
+// counters never take more than a third of the store's time from claims
+// and records.
+type counts struct {
+	e     *Executor
+	mu    sync.Mutex
+	tally store.Tally
+}
+
+func (c *counts) add(runs []store.Run) {
+	if len(runs) == 0 {
 		return
 	}
-	fresh := store.Recorded(batch, recorded)
-	if len(fresh) > 0 {
-		e.retryStoreOp("count", len(fresh), final, func(ctx context.Context) error {
-			return e.store.CountRuns(ctx, fresh)
-		})
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.tally.Add(runs)
+}
+
+// run writes the tally until stop is closed, then writes what is left once.
+func (c *counts) run(stop <-chan struct{}) {
+	pause := c.e.cfg.CountInterval
+	for {
+		select {
+		case <-stop:
+			c.flush(true)
+			return
+		case <-c.e.clock.After(pause):
+		}
+		pause = max(c.e.cfg.CountInterval, 2*c.flush(false))
 	}
+}
+
+// flush writes the tally, retried until it succeeds unless final, and
+// returns how long that took.
+func (c *counts) flush(final bool) time.Duration {
+	c.mu.Lock()
+	t := c.tally
+	c.tally = store.Tally{}
+	c.mu.Unlock()
+	if t.Runs() == 0 || c.e.abandoned.Load() {
+		return 0
+	}
+	start := time.Now()
+	c.e.retryStoreOp("count", t.Runs(), final, func(ctx context.Context) error {
+		return c.e.store.CountTally(ctx, &t)
+	})
+	return time.Since(start)
 }
 
 // retryStoreOp runs op on n outcomes until it succeeds, reporting each try
@@ -390,10 +451,11 @@ func (e *Executor) retryStoreOp(name string, n int, final bool, op func(context.
 		if err == nil {
 			return true
 		}
-		e.log.Warn("storing run outcomes failed; retrying", "op", name, "runs", n, "error", err)
-		if final {
+		if final || e.abandoned.Load() {
+			e.log.Warn("storing run outcomes failed at shutdown", "op", name, "runs", n, "error", err)
 			return false
 		}
+		e.log.Warn("storing run outcomes failed; retrying", "op", name, "runs", n, "error", err)
 		time.Sleep(time.Second)
 	}
 }

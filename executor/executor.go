@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jonboulle/clockwork"
@@ -27,7 +28,7 @@ type Store interface {
 	Claim(ctx context.Context, f store.Fence, claims []store.Run) ([]bool, error)
 	RecordResults(ctx context.Context, runs []store.Run) ([]bool, error)
 	InsertResults(ctx context.Context, runs []store.Run) ([]bool, error)
-	CountRuns(ctx context.Context, runs []store.Run) error
+	CountTally(ctx context.Context, t *store.Tally) error
 	UnfinishedClaims(ctx context.Context, epoch int64, since time.Time) ([]store.Run, error)
 	Prune(ctx context.Context, now time.Time) error
 	Ping(ctx context.Context) error
@@ -69,6 +70,9 @@ type Config struct {
 	// 100ms).
 	RecordBatch    int
 	RecordInterval time.Duration
+	// CountInterval is the least time between writes of the job counters
+	// (500ms); see counts.
+	CountInterval time.Duration
 	// ApplyReadyTimeout bounds how long a write waits for a new term to
 	// finish loading its jobs (30s).
 	ApplyReadyTimeout time.Duration
@@ -86,12 +90,18 @@ type Executor struct {
 	log   *slog.Logger
 	clock clockwork.Clock
 
-	fires    chan *fire
-	results  chan store.Run
-	workers  sync.WaitGroup
-	recorder sync.WaitGroup
-	closeMu  sync.RWMutex // guards sends on fires and results against Close
-	closed   bool
+	fires     chan *fire
+	results   chan store.Run
+	workers   sync.WaitGroup
+	recorder  sync.WaitGroup
+	closeMu   sync.RWMutex // guards sends on fires and results against Close
+	closed    bool
+	closeOnce sync.Once
+	closeDone chan struct{} // closed when the workers and recorder ended
+	// abandoned is set when Close gave up: what the recorder still holds
+	// is left to the next executor, rather than tried against a store
+	// that is being closed.
+	abandoned atomic.Bool
 
 	mu  sync.Mutex
 	cur *termState
@@ -104,6 +114,7 @@ func New(cfg Config, st Store, disp Dispatcher) *Executor {
 	cfg.LoadBatch = cmp.Or(cfg.LoadBatch, 1000)
 	cfg.RecordBatch = cmp.Or(cfg.RecordBatch, 500)
 	cfg.RecordInterval = cmp.Or(cfg.RecordInterval, 100*time.Millisecond)
+	cfg.CountInterval = cmp.Or(cfg.CountInterval, 500*time.Millisecond)
 	cfg.ApplyReadyTimeout = cmp.Or(cfg.ApplyReadyTimeout, 30*time.Second)
 	if cfg.Clock == nil {
 		cfg.Clock = clockwork.NewRealClock()
@@ -138,26 +149,30 @@ func (e *Executor) Start() {
 }
 
 // Close waits for dispatches in flight and records their outcomes, or gives
-// up when ctx ends. Call it after the last term has stopped.
+// up when ctx ends. Call it after the last term has stopped. Calling it
+// again waits for the same shutdown.
 func (e *Executor) Close(ctx context.Context) error {
-	e.closeMu.Lock()
-	e.closed = true
-	close(e.fires)
-	e.closeMu.Unlock()
-	done := make(chan struct{})
-	go func() {
-		// Workers first: each sends its outcome to the recorder, which
-		// then flushes everything and exits.
-		e.workers.Wait()
-		close(e.results)
-		e.recorder.Wait()
-		close(done)
-	}()
+	e.closeOnce.Do(func() {
+		e.closeMu.Lock()
+		e.closed = true
+		close(e.fires)
+		e.closeMu.Unlock()
+		e.closeDone = make(chan struct{})
+		go func() { // ends once the workers and the recorder have
+			// Workers first: each sends its outcome to the recorder, which
+			// then flushes everything and exits.
+			e.workers.Wait()
+			close(e.results)
+			e.recorder.Wait()
+			close(e.closeDone)
+		}()
+	})
 	select {
-	case <-done:
+	case <-e.closeDone:
 		return nil
 	case <-ctx.Done():
-		return errors.New("executor: dispatches still in flight at shutdown; their outcomes are recorded by the next executor as interrupted")
+		e.abandoned.Store(true)
+		return errors.New("executor: shutdown gave up with dispatches in flight or outcomes not yet recorded; the next executor records those runs as interrupted")
 	}
 }
 

@@ -66,33 +66,34 @@ func shardID(sh int) string { return fmt.Sprintf("s%04d", sh) }
 func fieldKey(name string) string { return strings.ReplaceAll(name, ".", "~") }
 func fieldName(key string) string { return strings.ReplaceAll(key, "~", ".") }
 
-// CountRuns adds finished runs to their jobs' counters with atomic updates,
-// one per touched shard. Count each run once, after InsertResults recorded
-// it: a failed call may have applied some shards, so it is not retried, and
-// the counters (not the run records) can then fall short.
-func (s *Store) CountRuns(ctx context.Context, runs []Run) error {
-	if len(runs) == 0 {
-		return nil
+// Tally adds up finished runs per job, so that any number of runs is
+// counted with one update per touched counter shard. Its size is bounded by
+// the number of jobs, not of runs. The zero value is empty.
+type Tally struct {
+	jobs map[string]*tallied
+	runs int
+}
+
+type tallied struct {
+	run, ok, fail   int64
+	sawOK           bool
+	failsAfterOK    int64
+	lastOK, lastErr time.Time
+	last            job.RunSummary
+}
+
+// Add adds runs, each recorded once (by InsertResults), to the tally.
+func (t *Tally) Add(runs []Run) {
+	if t.jobs == nil {
+		t.jobs = map[string]*tallied{}
 	}
 	runs = slices.Clone(runs)
 	sort.SliceStable(runs, func(a, b int) bool { return finishedAt(runs[a]).Before(finishedAt(runs[b])) })
-	type delta struct {
-		run, ok, fail   int64
-		sawOK           bool
-		failsAfterOK    int64
-		lastOK, lastErr time.Time
-		last            job.RunSummary
-	}
-	byShard := map[int]map[string]*delta{}
 	for _, r := range runs {
-		sh := shardOf(r.Job)
-		if byShard[sh] == nil {
-			byShard[sh] = map[string]*delta{}
-		}
-		d := byShard[sh][r.Job]
+		d := t.jobs[r.Job]
 		if d == nil {
-			d = &delta{}
-			byShard[sh][r.Job] = d
+			d = &tallied{}
+			t.jobs[r.Job] = d
 		}
 		fin := finishedAt(r)
 		d.run++
@@ -106,7 +107,39 @@ func (s *Store) CountRuns(ctx context.Context, runs []Run) error {
 			d.failsAfterOK++
 			d.lastErr = fin
 		}
-		d.last = job.RunSummary{FireID: r.FireID, ScheduledAt: r.ScheduledAt, FinishedAt: fin, Status: r.Status}
+		if !fin.Before(d.last.FinishedAt) {
+			d.last = job.RunSummary{FireID: r.FireID, ScheduledAt: r.ScheduledAt, FinishedAt: fin, Status: r.Status}
+		}
+	}
+	t.runs += len(runs)
+}
+
+// Runs is the number of runs added.
+func (t *Tally) Runs() int { return t.runs }
+
+// CountRuns adds finished runs to their jobs' counters: CountTally of a
+// tally of runs.
+func (s *Store) CountRuns(ctx context.Context, runs []Run) error {
+	var t Tally
+	t.Add(runs)
+	return s.CountTally(ctx, &t)
+}
+
+// CountTally adds a tally to the job counters with atomic updates, one per
+// touched shard. Count each run once, after InsertResults recorded it: a
+// failed call may have applied some shards, so a retry can count those
+// twice, and giving up leaves the counters (not the run records) short.
+func (s *Store) CountTally(ctx context.Context, t *Tally) error {
+	if t.runs == 0 {
+		return nil
+	}
+	byShard := map[int]map[string]*tallied{}
+	for name, d := range t.jobs {
+		sh := shardOf(name)
+		if byShard[sh] == nil {
+			byShard[sh] = map[string]*tallied{}
+		}
+		byShard[sh][name] = d
 	}
 	models := make([]mongo.WriteModel, 0, len(byShard))
 	for sh, jobs := range byShard {
@@ -141,7 +174,7 @@ func (s *Store) CountRuns(ctx context.Context, runs []Run) error {
 		_, err := s.stats.BulkWrite(octx, models[c[0]:c[1]], options.BulkWrite().SetOrdered(false))
 		cancel()
 		if err != nil {
-			return fmt.Errorf("store: count %d runs: %w", len(runs), err)
+			return fmt.Errorf("store: count %d runs: %w", t.runs, err)
 		}
 	}
 	return nil
