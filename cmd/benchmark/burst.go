@@ -27,7 +27,7 @@ import (
 type storeTally struct {
 	claimNS, recordNS, claimOps, recordOps atomic.Int64
 	countNS, countOps                      atomic.Int64
-	recorded, failed                       atomic.Int64
+	finished, recorded, failed             atomic.Int64
 	unfired                                atomic.Int64 // claimed as skipped, missed or cancelled
 	lastRecorded                           atomic.Int64 // unix ns
 	want                                   int64
@@ -43,6 +43,7 @@ func (t *storeTally) hooks() executor.Hooks {
 	return executor.Hooks{
 		Recorded: func(string, string) { t.unfired.Add(1) },
 		Finished: func(_, status string, _ time.Duration) {
+			t.finished.Add(1)
 			if status != store.StatusSucceeded {
 				t.failed.Add(1)
 			}
@@ -153,6 +154,7 @@ type running struct {
 	*instance.Instance
 	stop   context.CancelFunc
 	served chan error
+	closed sync.Once
 }
 
 func startInstance(ctx context.Context, cfg instance.Config) (*running, error) {
@@ -167,9 +169,12 @@ func startInstance(ctx context.Context, cfg instance.Config) (*running, error) {
 	return r, nil
 }
 
+// Close stops the instance and waits for it; it may be called again.
 func (r *running) Close() {
-	r.stop()
-	<-r.served
+	r.closed.Do(func() {
+		r.stop()
+		<-r.served
+	})
 }
 
 // waitLoaded waits until the instance leads and has scheduled every job.
