@@ -4,12 +4,14 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"maps"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -72,6 +74,12 @@ type receiver struct {
 	last  time.Time
 	// firstBy is each executor instance's first fire.
 	firstBy map[string]time.Time
+	// from and to, when set by /_reset, window what is counted by
+	// scheduled time: a sustained load is measured over ticks due in a
+	// window, not over whatever arrives while it lasts. byMinute holds the
+	// window's lags by minute since from, to show lag growing.
+	from, to time.Time
+	byMinute [][]time.Duration
 }
 
 func newReceiver() *receiver {
@@ -81,9 +89,16 @@ func newReceiver() *receiver {
 func (rc *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	switch req.URL.Path {
 	case "/_reset":
+		from, err1 := optTime(req, "from")
+		to, err2 := optTime(req, "to")
+		if err := errors.Join(err1, err2); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
 		rc.mu.Lock()
 		rc.lags, rc.seen, rc.dups, rc.first, rc.last = nil, map[string]struct{}{}, 0, time.Time{}, time.Time{}
 		rc.firstBy = map[string]time.Time{}
+		rc.from, rc.to, rc.byMinute = from, to, nil
 		rc.mu.Unlock()
 		return
 	case "/_stats":
@@ -96,8 +111,14 @@ func (rc *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	at, err := time.Parse(time.RFC3339Nano, req.Header.Get(target.HeaderScheduledAt))
 	key := req.Header.Get(target.HeaderJob) + "@" + req.Header.Get(target.HeaderScheduledAt)
 	rc.mu.Lock()
+	if !rc.from.IsZero() && (err != nil || at.Before(rc.from) || !at.Before(rc.to)) {
+		rc.mu.Unlock() // outside the window: answered, not counted
+		w.WriteHeader(http.StatusOK)
+		return
+	}
 	if err == nil {
 		rc.lags = append(rc.lags, now.Sub(at))
+		rc.addByMinute(at, now.Sub(at))
 	}
 	if _, ok := rc.seen[key]; ok {
 		rc.dups++
@@ -115,27 +136,74 @@ func (rc *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	w.WriteHeader(http.StatusOK)
 }
 
+// addByMinute files a windowed fire's lag under its minute of the window.
+// Called with mu held.
+func (rc *receiver) addByMinute(at time.Time, lag time.Duration) {
+	if rc.from.IsZero() {
+		return
+	}
+	k := int(at.Sub(rc.from) / time.Minute)
+	for len(rc.byMinute) <= k {
+		rc.byMinute = append(rc.byMinute, nil)
+	}
+	rc.byMinute[k] = append(rc.byMinute[k], lag)
+}
+
+// optTime is the RFC 3339 time in req's query parameter key, or zero when
+// it is absent.
+func optTime(req *http.Request, key string) (time.Time, error) {
+	v := req.URL.Query().Get(key)
+	if v == "" {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, v)
+	if err != nil {
+		return t, fmt.Errorf("%s: %w", key, err)
+	}
+	return t, nil
+}
+
+// lagStats sums up a set of lags.
+type lagStats struct {
+	Count int           `json:"count"`
+	P50   time.Duration `json:"p50"`
+	P99   time.Duration `json:"p99"`
+	Max   time.Duration `json:"max"`
+}
+
+// summarize sorts lags in place and sums them up.
+func summarize(lags []time.Duration) lagStats {
+	slices.Sort(lags)
+	return lagStats{Count: len(lags), P50: quantile(lags, 0.50), P99: quantile(lags, 0.99), Max: quantile(lags, 1)}
+}
+
 // recvStats summarizes what the receiver got since the last reset.
 type recvStats struct {
-	Count    int                  `json:"count"`
+	lagStats
 	Distinct int                  `json:"distinct"`
 	Dups     int                  `json:"dups"`
 	First    time.Time            `json:"first"`
 	Last     time.Time            `json:"last"`
-	P50      time.Duration        `json:"p50"`
-	P99      time.Duration        `json:"p99"`
-	Max      time.Duration        `json:"max"`
 	FirstBy  map[string]time.Time `json:"first_by"`
+	// Minutes are the window's lags by minute of scheduled time, when
+	// the reset set a window.
+	Minutes []lagStats `json:"minutes,omitempty"`
 }
 
 func (rc *receiver) stats() recvStats {
 	rc.mu.Lock()
 	lags := slices.Clone(rc.lags)
-	s := recvStats{Count: len(rc.lags), Distinct: len(rc.seen), Dups: rc.dups, First: rc.first, Last: rc.last,
+	byMinute := make([][]time.Duration, len(rc.byMinute))
+	for k, l := range rc.byMinute {
+		byMinute[k] = slices.Clone(l)
+	}
+	s := recvStats{Distinct: len(rc.seen), Dups: rc.dups, First: rc.first, Last: rc.last,
 		FirstBy: maps.Clone(rc.firstBy)}
 	rc.mu.Unlock()
-	slices.Sort(lags)
-	s.P50, s.P99, s.Max = quantile(lags, 0.50), quantile(lags, 0.99), quantile(lags, 1)
+	s.lagStats = summarize(lags)
+	for _, l := range byMinute {
+		s.Minutes = append(s.Minutes, summarize(l))
+	}
 	return s
 }
 
@@ -198,13 +266,28 @@ func (a *aux) Close() {
 	}
 }
 
-func (a *aux) Reset(ctx context.Context) error {
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, a.URL+"/_reset", nil)
+// Reset clears the receiver's figures.
+func (a *aux) Reset(ctx context.Context) error { return a.Window(ctx, time.Time{}, time.Time{}) }
+
+// Window clears the receiver's figures and, unless from is zero, has it
+// count only the fires scheduled in [from, to).
+func (a *aux) Window(ctx context.Context, from, to time.Time) error {
+	q := url.Values{}
+	if !from.IsZero() {
+		q.Set("from", from.Format(time.RFC3339Nano))
+		q.Set("to", to.Format(time.RFC3339Nano))
+	}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, a.URL+"/_reset?"+q.Encode(), nil)
 	resp, err := a.ctl.Do(req)
 	if err != nil {
-		return err
+		return fmt.Errorf("reset the receiver: %w", err)
 	}
-	return resp.Body.Close()
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		return fmt.Errorf("reset the receiver: %s: %s", resp.Status, b)
+	}
+	return nil
 }
 
 func (a *aux) Stats(ctx context.Context) (recvStats, error) {

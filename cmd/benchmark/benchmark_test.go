@@ -20,10 +20,11 @@ func TestMain(m *testing.M) {
 }
 
 // TestSmoke runs the benchmark at a tiny size: every row must come out,
-// with every fire received once and recorded.
+// with every fire received once and recorded, and the spread scenario's
+// window received in full.
 func TestSmoke(t *testing.T) {
-	o, err := parseFlags([]string{"-sizes", "50", "-quick", "-scenarios", "ref,burst,crud", "-crud-n", "20",
-		"-lead", "4s", "-timeout", "60s"})
+	o, err := parseFlags([]string{"-sizes", "50", "-quick", "-scenarios", "ref,burst,crud,spread", "-crud-n", "20",
+		"-lead", "4s", "-timeout", "60s", "-spread-n", "600", "-spread-for", "5s"})
 	require.NoError(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -31,9 +32,10 @@ func TestSmoke(t *testing.T) {
 	rows, err := run(ctx, o, &out)
 	t.Log("\n" + out.String())
 	require.NoError(t, err)
-	require.Len(t, rows, 3+4)
+	require.Len(t, rows, 3+4+1)
 	for _, r := range rows {
 		require.NotContains(t, r.Note, "MISMATCH", r.Scenario)
+		require.NotContains(t, r.Note, "SHORT", r.Scenario)
 		if strings.HasPrefix(r.Scenario, "crud") {
 			require.Positive(t, r.Rate, r.Scenario)
 			continue

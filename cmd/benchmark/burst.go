@@ -27,7 +27,8 @@ import (
 type storeTally struct {
 	claimNS, recordNS, claimOps, recordOps atomic.Int64
 	countNS, countOps                      atomic.Int64
-	recorded, failed                       atomic.Int64
+	finished, recorded, failed             atomic.Int64
+	unfired                                atomic.Int64 // claimed as skipped, missed or cancelled
 	lastRecorded                           atomic.Int64 // unix ns
 	want                                   int64
 	all                                    chan struct{}
@@ -40,7 +41,9 @@ func newStoreTally(want int) *storeTally {
 
 func (t *storeTally) hooks() executor.Hooks {
 	return executor.Hooks{
+		Recorded: func(string, string) { t.unfired.Add(1) },
 		Finished: func(_, status string, _ time.Duration) {
+			t.finished.Add(1)
 			if status != store.StatusSucceeded {
 				t.failed.Add(1)
 			}
@@ -65,6 +68,19 @@ func (t *storeTally) hooks() executor.Hooks {
 			}
 		},
 	}
+}
+
+// batches sums up the executor's store work, for a row's note.
+func (t *storeTally) batches() string {
+	s := fmt.Sprintf("%d claim, %d record, %d count batches (count %.2fs)",
+		t.claimOps.Load(), t.recordOps.Load(), t.countOps.Load(), time.Duration(t.countNS.Load()).Seconds())
+	if f := t.failed.Load(); f > 0 {
+		s += fmt.Sprintf("; %d failed", f)
+	}
+	if u := t.unfired.Load(); u > 0 {
+		s += fmt.Sprintf("; %d recorded unfired (skipped, missed or cancelled)", u)
+	}
+	return s
 }
 
 // instanceConfig is an in-process instance with the defaults of
@@ -138,6 +154,7 @@ type running struct {
 	*instance.Instance
 	stop   context.CancelFunc
 	served chan error
+	closed sync.Once
 }
 
 func startInstance(ctx context.Context, cfg instance.Config) (*running, error) {
@@ -152,9 +169,12 @@ func startInstance(ctx context.Context, cfg instance.Config) (*running, error) {
 	return r, nil
 }
 
+// Close stops the instance and waits for it; it may be called again.
 func (r *running) Close() {
-	r.stop()
-	<-r.served
+	r.closed.Do(func() {
+		r.stop()
+		<-r.served
+	})
 }
 
 // waitLoaded waits until the instance leads and has scheduled every job.
@@ -171,6 +191,24 @@ func waitLoaded(ctx context.Context, exec *executor.Executor, timeout time.Durat
 		}
 	}
 	return nil
+}
+
+// startExecutor starts an in-process instance over the jobs already in the
+// store and waits until it leads and has scheduled every one of them. The
+// peak RSS is reset first, so that it covers the loaded jobs. It returns
+// how long electing and loading took.
+func startExecutor(ctx context.Context, env *benchEnv, cluster, id string, tally *storeTally, timeout time.Duration) (*running, time.Duration, error) {
+	resetPeakRSS()
+	t0 := time.Now()
+	inst, err := startInstance(ctx, instanceConfig(env, cluster, id, tally.hooks()))
+	if err != nil {
+		return nil, 0, err
+	}
+	if err := waitLoaded(ctx, inst.Executor, timeout); err != nil {
+		inst.Close()
+		return nil, 0, err
+	}
+	return inst, time.Since(t0), nil
 }
 
 // batonBurst runs an in-process Baton instance as the executor of n jobs
@@ -201,17 +239,11 @@ func batonBurst(ctx context.Context, env *benchEnv, n int, profile string) (row,
 	insertTook := time.Since(t0)
 
 	tally := newStoreTally(n)
-	resetPeakRSS()
-	t0 = time.Now()
-	inst, err := startInstance(ctx, instanceConfig(env, name, "burst", tally.hooks()))
+	inst, loaded, err := startExecutor(ctx, env, name, "burst", tally, time.Until(at))
 	if err != nil {
-		return r, err
-	}
-	defer inst.Close()
-	if err := waitLoaded(ctx, inst.Executor, time.Until(at)); err != nil {
 		return r, fmt.Errorf("%w (raise -lead)", err)
 	}
-	loaded := time.Since(t0)
+	defer inst.Close()
 	if time.Until(at) < 300*time.Millisecond {
 		return r, fmt.Errorf("loading took until %s before the burst instant; raise -lead", time.Until(at))
 	}
@@ -230,8 +262,7 @@ func batonBurst(ctx context.Context, env *benchEnv, n int, profile string) (row,
 		}
 		defer pprof.StopCPUProfile()
 	}
-	auxCPU := env.aux.CPU()
-	u0 := snapshot()
+	m := startMeter(env.aux)
 	var timedOut error
 	select {
 	case <-tally.all:
@@ -241,11 +272,10 @@ func batonBurst(ctx context.Context, env *benchEnv, n int, profile string) (row,
 		// Report what was measured: a partial row says more than none.
 		timedOut = fmt.Errorf("%d of %d runs recorded within %s", tally.recorded.Load(), n, env.o.timeout)
 	}
-	u1 := snapshot()
+	m.stop(&r)
 	if profile != "" {
 		pprof.StopCPUProfile()
 	}
-	r.CPU, r.RSS, r.AuxCPU = u1.cpu-u0.cpu, peakRSS(), env.aux.CPU()-auxCPU
 	r.Recorded = time.Unix(0, tally.lastRecorded.Load()).Sub(at)
 	r.Claim, r.Record = time.Duration(tally.claimNS.Load()), time.Duration(tally.recordNS.Load())
 	st, err := env.aux.Stats(ctx)
@@ -253,14 +283,10 @@ func batonBurst(ctx context.Context, env *benchEnv, n int, profile string) (row,
 		return r, err
 	}
 	r.fromReceiver(st, at)
-	r.Note = fmt.Sprintf("insert %s, elect+load %s; %d claim, %d record, %d count batches (count %.2fs)", round(insertTook), round(loaded),
-		tally.claimOps.Load(), tally.recordOps.Load(), tally.countOps.Load(), time.Duration(tally.countNS.Load()).Seconds())
+	r.Note = fmt.Sprintf("insert %s, elect+load %s; %s", round(insertTook), round(loaded), tally.batches())
 	if timedOut != nil {
 		r.Note += fmt.Sprintf("; received %d", st.Count)
 		return r, timedOut
-	}
-	if f := tally.failed.Load(); f > 0 {
-		r.Note += fmt.Sprintf("; %d failed", f)
 	}
 	// Exactly once: one claim and one outcome per job in the store.
 	claims, err1 := db.Collection("runs").CountDocuments(ctx, bson.M{})

@@ -18,6 +18,10 @@
 //     at concurrency 1 and 32.
 //   - takeover: the executor of -takeover-n jobs (a process of the real
 //     binary) is SIGKILLed; the new holder's time to load and to first fire.
+//   - spread: -spread-n jobs that fire every minute, spread evenly over its
+//     seconds, run by an in-process executor; the fires scheduled in a
+//     window of -spread-for after loading and a warm-up are measured:
+//     sustained rate, lag, and ticks missing.
 //
 // The store (FerretDB) and the receiver run in a helper process, so this
 // process's CPU time and peak RSS are the scheduler's and its HTTP client's.
@@ -53,6 +57,8 @@ type options struct {
 	quick       bool
 	crudN       int
 	takeoverN   int
+	spreadN     int
+	spreadFor   time.Duration
 	verbose     bool
 }
 
@@ -88,7 +94,7 @@ func parseFlags(args []string) (options, error) {
 	var o options
 	fs := flag.NewFlagSet("benchmark", flag.ContinueOnError)
 	sizes := fs.String("sizes", "350,10000,100000", "burst sizes N (comma-separated)")
-	scen := fs.String("scenarios", "ref,burst,crud,takeover", "scenarios to run")
+	scen := fs.String("scenarios", "ref,burst,crud,takeover,spread", "scenarios to run")
 	fs.IntVar(&o.workers, "workers", 256, "Baton's executor.workers, and the raw loop's concurrency")
 	fs.IntVar(&o.claimBatch, "claim-batch", 1000, "Baton's executor.claim_batch")
 	fs.DurationVar(&o.lead, "lead", 0, "time from inserting a burst's jobs to its due second (0: from N)")
@@ -99,6 +105,8 @@ func parseFlags(args []string) (options, error) {
 	fs.BoolVar(&o.quick, "quick", false, "fewer writes in crud, takeover at the largest size only if asked")
 	fs.IntVar(&o.crudN, "crud-n", 1000, "writes per crud row")
 	fs.IntVar(&o.takeoverN, "takeover-n", 100000, "jobs in the takeover scenario")
+	fs.IntVar(&o.spreadN, "spread-n", 100000, "jobs in the spread scenario")
+	fs.DurationVar(&o.spreadFor, "spread-for", 3*time.Minute, "the spread scenario's measured window")
 	fs.BoolVar(&o.verbose, "v", false, "log Baton's info messages")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -113,11 +121,14 @@ func parseFlags(args []string) (options, error) {
 	o.scenarios = map[string]bool{}
 	for s := range strings.SplitSeq(*scen, ",") {
 		switch s = strings.TrimSpace(s); s {
-		case "ref", "burst", "crud", "takeover":
+		case "ref", "burst", "crud", "takeover", "spread":
 			o.scenarios[s] = true
 		default:
 			return o, fmt.Errorf("-scenarios: unknown scenario %q", s)
 		}
+	}
+	if o.spreadN <= 0 || o.spreadFor < time.Second {
+		return o, fmt.Errorf("-spread-n must be positive and -spread-for at least 1s")
 	}
 	if o.quick {
 		o.crudN = min(o.crudN, 100)
@@ -184,6 +195,9 @@ func run(ctx context.Context, o options, w io.Writer) ([]row, error) {
 	}
 	if o.scenarios["takeover"] && ctx.Err() == nil {
 		add(takeover(ctx, env, o.takeoverN))
+	}
+	if o.scenarios["spread"] && ctx.Err() == nil {
+		add(batonSpread(ctx, env, o.spreadN, o.spreadFor))
 	}
 	printTable(w, rows)
 	if len(errs) > 0 {

@@ -21,6 +21,21 @@ func snapshot() usage {
 	return usage{at: time.Now(), cpu: time.Duration(ru.Utime.Nano() + ru.Stime.Nano())}
 }
 
+// meter measures this process's CPU time and the helper's from its start.
+type meter struct {
+	aux    *aux
+	u      usage
+	auxCPU time.Duration
+}
+
+func startMeter(a *aux) meter { return meter{aux: a, auxCPU: a.CPU(), u: snapshot()} }
+
+// stop fills in r's CPU and AuxCPU since the start, and its RSS: the peak
+// since the last resetPeakRSS.
+func (m meter) stop(r *row) {
+	r.CPU, r.RSS, r.AuxCPU = snapshot().cpu-m.u.cpu, peakRSS(), m.aux.CPU()-m.auxCPU
+}
+
 // resetPeakRSS returns freed memory to the OS and resets the kernel's peak
 // RSS (VmHWM) of this process, so that the next peakRSS covers one
 // scenario only.

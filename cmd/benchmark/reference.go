@@ -46,8 +46,7 @@ func rawLoop(ctx context.Context, env *benchEnv, n int) (row, error) {
 		return r, err
 	}
 	resetPeakRSS()
-	auxCPU := env.aux.CPU()
-	u0 := snapshot()
+	m := startMeter(env.aux)
 	start := time.Now().UTC()
 	var next atomic.Int64
 	var failed atomic.Int64
@@ -70,8 +69,7 @@ func rawLoop(ctx context.Context, env *benchEnv, n int) (row, error) {
 		}()
 	}
 	wg.Wait()
-	u1 := snapshot()
-	r.CPU, r.RSS, r.AuxCPU = u1.cpu-u0.cpu, peakRSS(), env.aux.CPU()-auxCPU
+	m.stop(&r)
 	st, err := env.aux.Stats(ctx)
 	if err != nil {
 		return r, err
@@ -127,8 +125,7 @@ func bareGocron(ctx context.Context, env *benchEnv, n int) (row, error) {
 		return r, fmt.Errorf("gocron: adding %d jobs took until %s after the burst instant; raise -lead", n, late)
 	}
 	time.Sleep(time.Until(at) - 100*time.Millisecond)
-	auxCPU := env.aux.CPU()
-	u0 := snapshot()
+	m := startMeter(env.aux)
 	select {
 	case <-all:
 	case <-ctx.Done():
@@ -136,8 +133,7 @@ func bareGocron(ctx context.Context, env *benchEnv, n int) (row, error) {
 	case <-time.After(env.o.timeout):
 		return r, fmt.Errorf("gocron: %d of %d tasks finished within %s", done.Load(), n, env.o.timeout)
 	}
-	u1 := snapshot()
-	r.CPU, r.RSS, r.AuxCPU = u1.cpu-u0.cpu, peakRSS(), env.aux.CPU()-auxCPU
+	m.stop(&r)
 	st, err := env.aux.Stats(ctx)
 	if err != nil {
 		return r, err

@@ -31,7 +31,7 @@ func takeover(ctx context.Context, env *benchEnv, n int) (row, error) {
 		return r, err
 	}
 	defer cleanup()
-	if err := insertSpread(ctx, db, n, env.aux.URL+"/takeover"); err != nil {
+	if err := insertSpread(ctx, db, "t", n, time.Hour, env.aux.URL+"/takeover"); err != nil {
 		return r, err
 	}
 	c, err := testcluster.New(testcluster.Options{Name: name, MongoURI: env.aux.MongoURI, AMQPURL: env.o.amqpURL,
@@ -100,12 +100,22 @@ func handOver(ctx context.Context, env *benchEnv, c *testcluster.Cluster, id, dc
 		round(token.Sub(stopped)), round(lead.Sub(token)), round(fired.Sub(token)), round(fired.Sub(lead)), round(running.Sub(token))), nil
 }
 
-// insertSpread inserts n hourly jobs spread over the hour's seconds.
-func insertSpread(ctx context.Context, db *mongo.Database, n int, url string) error {
+// insertSpread inserts n jobs that fire once per period (a minute or an
+// hour), spread evenly over its seconds: job i at second i mod the period's
+// seconds, so no two seconds differ by more than one fire.
+func insertSpread(ctx context.Context, db *mongo.Database, prefix string, n int, period time.Duration, url string) error {
 	return insertEach(ctx, db, n, func(i int) *job.Job {
-		sec := i % 3600
-		return benchJob("t"+strconv.Itoa(i), fmt.Sprintf("%d %d * * * *", sec%60, sec/60), url)
+		return benchJob(prefix+strconv.Itoa(i), spreadCron(i, period), url)
 	})
+}
+
+// spreadCron is the 6-field schedule of job i of insertSpread.
+func spreadCron(i int, period time.Duration) string {
+	sec := i % int(period/time.Second)
+	if period == time.Minute {
+		return fmt.Sprintf("%d * * * * *", sec)
+	}
+	return fmt.Sprintf("%d %d * * * *", sec%60, sec/60)
 }
 
 var (
