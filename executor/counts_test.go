@@ -20,9 +20,12 @@ func TestCountersMatchTheRecordedRuns(t *testing.T) {
 	cases := []struct {
 		name     string
 		interval time.Duration // least time between counter writes
+		batch    int           // jobs per counter write
 	}{
-		{"written as it runs", 100 * time.Millisecond},
-		{"written at shutdown", time.Hour},
+		{"written as it runs", 100 * time.Millisecond, 0},
+		{"written as it runs, a job at a time", 100 * time.Millisecond, 1},
+		{"written at shutdown", time.Hour, 0},
+		{"written at shutdown, a job at a time", time.Hour, 1},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -41,7 +44,7 @@ func TestCountersMatchTheRecordedRuns(t *testing.T) {
 				})))
 			}
 			disp := &fakeDispatcher{}
-			exec, _ := lead(t, st, l, executor.Config{Workers: 4, CountInterval: tc.interval}, disp)
+			exec, _ := lead(t, st, l, executor.Config{Workers: 4, CountInterval: tc.interval, CountBatch: tc.batch}, disp)
 			require.Eventually(t, func() bool { return exec.Status().Loaded }, 10*time.Second, 10*time.Millisecond)
 			time.Sleep(3500 * time.Millisecond)
 			sctx, cancel := context.WithTimeout(ctx, 10*time.Second)

@@ -387,10 +387,14 @@ func (e *Executor) insertResults(batch []store.Run, final bool) (recorded []bool
 // counts adds recorded outcomes to the job counters. Outcomes are tallied
 // per job in memory, so the backlog is bounded by the number of jobs, not
 // of runs, and one write per touched counter shard counts any number of
-// them. Counting a tally takes seconds on a slow store at 100,000 jobs, so
-// it waits between writes at least twice as long as the last one took:
-// counters never take more than a third of the store's time from claims
-// and records.
+// them. A write takes at most Config.CountBatch jobs' counters, whole
+// shards in turn, because FerretDB takes seconds per thousand jobs at
+// 100,000 (measured: the whole tally at once timed out, again and again,
+// and starved the lease of the store). It waits between writes at least
+// twice as long as the last one took: counters never take more than a
+// third of the store's time from leases, claims and records. On a slow
+// store and many jobs counters lag behind the run records, which are
+// always current.
 type counts struct {
 	e     *Executor
 	mu    sync.Mutex
@@ -406,35 +410,40 @@ func (c *counts) add(runs []store.Run) {
 	c.tally.Add(runs)
 }
 
-// run writes the tally until stop is closed, then writes what is left once.
+// run writes the tally until stop is closed, then writes what is left,
+// trying each part once.
 func (c *counts) run(stop <-chan struct{}) {
 	pause := c.e.cfg.CountInterval
 	for {
 		select {
 		case <-stop:
-			c.flush(true)
-			return
+			for {
+				if _, ok := c.flush(true); !ok {
+					return
+				}
+			}
 		case <-c.e.clock.After(pause):
 		}
-		pause = max(c.e.cfg.CountInterval, 2*c.flush(false))
+		took, _ := c.flush(false)
+		pause = max(c.e.cfg.CountInterval, 2*took)
 	}
 }
 
-// flush writes the tally, retried until it succeeds unless final, and
-// returns how long that took.
-func (c *counts) flush(final bool) time.Duration {
+// flush writes one part of the tally, retried until it succeeds unless
+// final, and returns how long that took. ok is false when there was
+// nothing to write or the write failed.
+func (c *counts) flush(final bool) (took time.Duration, ok bool) {
 	c.mu.Lock()
-	t := c.tally
-	c.tally = store.Tally{}
+	t := c.tally.Take(c.e.cfg.CountBatch)
 	c.mu.Unlock()
 	if t.Runs() == 0 || c.e.abandoned.Load() {
-		return 0
+		return 0, false
 	}
 	start := time.Now()
-	c.e.retryStoreOp("count", t.Runs(), final, func(ctx context.Context) error {
+	ok = c.e.retryStoreOp("count", t.Runs(), final, func(ctx context.Context) error {
 		return c.e.store.CountTally(ctx, &t)
 	})
-	return time.Since(start)
+	return time.Since(start), ok
 }
 
 // retryStoreOp runs op on n outcomes until it succeeds, reporting each try

@@ -24,6 +24,16 @@
 // misfire policy (see planCatchUp). If the store fails under a running
 // executor, the watermark freezes and the same catch-up runs once it is back.
 //
+// Jobs are loaded as a stream: each batch joins the running schedule and is
+// caught up at once, so the first fire of a takeover does not wait for
+// 100,000 jobs to be read. The watermark moves only once all are in.
+//
+// # Outcomes
+//
+// Outcomes are inserted behind the workers, in batches, and tallied per job
+// into the job counters by a second loop, so neither a slow store nor a
+// sustained load makes a worker wait or the backlog grow with the runs.
+//
 // # Stopping
 //
 // When the term ends the scheduler stops at once; fires waiting for their

@@ -71,8 +71,10 @@ type Config struct {
 	RecordBatch    int
 	RecordInterval time.Duration
 	// CountInterval is the least time between writes of the job counters
-	// (500ms); see counts.
+	// (500ms), and CountBatch the jobs' counters one write takes (2000);
+	// see counts.
 	CountInterval time.Duration
+	CountBatch    int
 	// ApplyReadyTimeout bounds how long a write waits for a new term to
 	// finish loading its jobs (30s).
 	ApplyReadyTimeout time.Duration
@@ -115,6 +117,7 @@ func New(cfg Config, st Store, disp Dispatcher) *Executor {
 	cfg.RecordBatch = cmp.Or(cfg.RecordBatch, 500)
 	cfg.RecordInterval = cmp.Or(cfg.RecordInterval, 100*time.Millisecond)
 	cfg.CountInterval = cmp.Or(cfg.CountInterval, 500*time.Millisecond)
+	cfg.CountBatch = cmp.Or(cfg.CountBatch, 2000)
 	cfg.ApplyReadyTimeout = cmp.Or(cfg.ApplyReadyTimeout, 30*time.Second)
 	if cfg.Clock == nil {
 		cfg.Clock = clockwork.NewRealClock()

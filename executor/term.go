@@ -511,7 +511,9 @@ func (ts *termState) maintenanceLoop() {
 	defer t.Stop()
 	nextReconcile := ts.now()
 	reconcileEvery := 10 * time.Second
-	nextPrune := ts.now().Add(time.Minute)
+	// Pruning scans whole collections on a store without TTL indexes; the
+	// first waits until the takeover's catch-up and reconciling are done.
+	nextPrune := ts.now().Add(10 * time.Minute)
 	for {
 		select {
 		case <-ts.ctx.Done():

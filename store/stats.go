@@ -70,8 +70,9 @@ func fieldName(key string) string { return strings.ReplaceAll(key, "~", ".") }
 // counted with one update per touched counter shard. Its size is bounded by
 // the number of jobs, not of runs. The zero value is empty.
 type Tally struct {
-	jobs map[string]*tallied
-	runs int
+	jobs   map[string]*tallied
+	runs   int
+	cursor int // the shard the next Take starts at
 }
 
 type tallied struct {
@@ -116,6 +117,37 @@ func (t *Tally) Add(runs []Run) {
 
 // Runs is the number of runs added.
 func (t *Tally) Runs() int { return t.runs }
+
+// Take removes and returns the tally of whole counter shards, taken in
+// turn from where the last Take stopped, until it holds at least maxJobs
+// jobs or all of them. The cost of counting is in the shards' size, so this
+// bounds one write without starving any shard.
+func (t *Tally) Take(maxJobs int) Tally {
+	if len(t.jobs) <= maxJobs {
+		all := *t
+		*t = Tally{cursor: t.cursor}
+		return all
+	}
+	byShard := map[int][]string{}
+	for name := range t.jobs {
+		sh := shardOf(name)
+		byShard[sh] = append(byShard[sh], name)
+	}
+	out := Tally{jobs: map[string]*tallied{}}
+	sh := t.cursor
+	for len(out.jobs) < maxJobs {
+		for _, name := range byShard[sh] {
+			d := t.jobs[name]
+			delete(t.jobs, name)
+			out.jobs[name] = d
+			out.runs += int(d.run)
+		}
+		sh = (sh + 1) % statShards
+	}
+	t.runs -= out.runs
+	t.cursor = sh
+	return out
+}
 
 // CountRuns adds finished runs to their jobs' counters: CountTally of a
 // tally of runs.

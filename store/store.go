@@ -200,7 +200,9 @@ func (s *Store) Prune(ctx context.Context, now time.Time) error {
 		{s.results, "finished_at", now.Add(-s.retention)},
 		{s.requests, "created_at", now.Add(-requestRetention)},
 	} {
-		octx, cancel := s.opContext(ctx)
+		// A range delete scans the collection on such a server: give it
+		// far longer than a lookup.
+		octx, cancel := context.WithTimeout(ctx, 20*s.timeout)
 		_, err := x.c.DeleteMany(octx, bson.M{x.field: bson.M{"$lt": x.before}})
 		cancel()
 		if err != nil {
