@@ -419,9 +419,16 @@ func (c *counts) run(stop <-chan struct{}) {
 		case <-stop:
 			for {
 				if _, ok := c.flush(true); !ok {
-					return
+					break
 				}
 			}
+			c.mu.Lock()
+			left := c.tally.Runs()
+			c.mu.Unlock()
+			if left > 0 {
+				c.e.log.Warn("stopped before counting some recorded runs; their jobs' counters stay short by them", "runs", left)
+			}
+			return
 		case <-c.e.clock.After(pause):
 		}
 		took, _ := c.flush(false)
@@ -433,10 +440,13 @@ func (c *counts) run(stop <-chan struct{}) {
 // final, and returns how long that took. ok is false when there was
 // nothing to write or the write failed.
 func (c *counts) flush(final bool) (took time.Duration, ok bool) {
+	if c.e.abandoned.Load() {
+		return 0, false
+	}
 	c.mu.Lock()
 	t := c.tally.Take(c.e.cfg.CountBatch)
 	c.mu.Unlock()
-	if t.Runs() == 0 || c.e.abandoned.Load() {
+	if t.Runs() == 0 {
 		return 0, false
 	}
 	start := time.Now()
