@@ -35,8 +35,10 @@ type ServerConfig struct {
 	InstanceID     string
 	Heartbeat      time.Duration // 5s
 	ConnectTimeout time.Duration // 5s
-	// Concurrency is how many requests are applied at once (16). Requests
-	// for the same job are always applied one at a time, in arrival order.
+	// Concurrency is how many requests are applied at once (64): concurrent
+	// store writes share batches, so more in flight means fewer round trips
+	// each. Requests for the same job are always applied one at a time, in
+	// arrival order.
 	Concurrency int
 	Logger      *slog.Logger
 }
@@ -58,7 +60,7 @@ type Server struct {
 func NewServer(cfg ServerConfig, st ServerStore, a Applier) *Server {
 	cfg.Heartbeat = cmp.Or(cfg.Heartbeat, 5*time.Second)
 	cfg.ConnectTimeout = cmp.Or(cfg.ConnectTimeout, 5*time.Second)
-	cfg.Concurrency = cmp.Or(cfg.Concurrency, 16)
+	cfg.Concurrency = cmp.Or(cfg.Concurrency, 64)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
