@@ -83,7 +83,8 @@ func writes(ctx context.Context, env *benchEnv, scenario, addr string, c, n int)
 	var next, failed atomic.Int64
 	var firstErr atomic.Value
 	var wg sync.WaitGroup
-	u0 := snapshot()
+	resetPeakRSS()
+	m := startMeter(env.aux)
 	start := time.Now()
 	for range c {
 		wg.Add(1)
@@ -117,12 +118,12 @@ func writes(ctx context.Context, env *benchEnv, scenario, addr string, c, n int)
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
-	r.CPU = snapshot().cpu - u0.cpu
+	m.stop(&r)
 	slices.Sort(lats)
 	r.P50, r.P99, r.Max = quantile(lats, 0.5), quantile(lats, 0.99), quantile(lats, 1)
 	r.Last = elapsed
 	r.Rate = float64(n) / elapsed.Seconds()
-	r.Note = "latency per write; both instances in this process (cpu s is both)"
+	r.Note = "latency per write; both instances in this process (cpu s and RSS are both)"
 	if f := failed.Load(); f > 0 {
 		return r, fmt.Errorf("%d of %d writes failed, first: %v", f, n, firstErr.Load())
 	}
