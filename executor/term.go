@@ -35,6 +35,10 @@ type termState struct {
 	// claimMu serializes claim passes: group ticks, catch-up, triggers.
 	claimMu sync.Mutex
 
+	// parsed shares one parsed schedule among the jobs that have it.
+	parseMu sync.Mutex
+	parsed  map[[2]string]*schedule.Schedule
+
 	mu       sync.Mutex
 	jobs     map[string]*entry
 	groups   map[string]*group
@@ -68,6 +72,7 @@ func newTermState(e *Executor, term *token.Term) *termState {
 		e: e, term: term, ctx: ctx, stopCtx: cancel,
 		log:     e.log.With("epoch", term.Epoch()),
 		ready:   make(chan struct{}),
+		parsed:  map[[2]string]*schedule.Schedule{},
 		jobs:    map[string]*entry{},
 		groups:  map[string]*group{},
 		running: map[string]map[string]*fire{},
@@ -83,6 +88,23 @@ func (ts *termState) scheduler() gocron.Scheduler {
 }
 
 func (ts *termState) now() time.Time { return ts.e.clock.Now().UTC() }
+
+// parse parses j's schedule, once per distinct schedule and time zone: at
+// 100,000 jobs on a few schedules, one copy each instead of 100,000.
+func (ts *termState) parse(j *job.Job) (*schedule.Schedule, error) {
+	k := [2]string{j.Schedule, j.Timezone}
+	ts.parseMu.Lock()
+	defer ts.parseMu.Unlock()
+	if s := ts.parsed[k]; s != nil {
+		return s, nil
+	}
+	s, err := schedule.Parse(j.Schedule, j.Timezone)
+	if err != nil {
+		return nil, err
+	}
+	ts.parsed[k] = s
+	return s, nil
+}
 
 func (ts *termState) goTracked(fn func()) {
 	ts.wg.Add(1)
@@ -236,7 +258,7 @@ func (ts *termState) join(j *job.Job) error {
 // active, it also returns that span.
 func (ts *termState) addEntryGap(j *job.Job) (*entry, [2]time.Time, error) {
 	var gap [2]time.Time
-	s, err := schedule.Parse(j.Schedule, j.Timezone)
+	s, err := ts.parse(j)
 	if err != nil {
 		return nil, gap, err
 	}
@@ -269,7 +291,7 @@ func (ts *termState) addEntryGap(j *job.Job) (*entry, [2]time.Time, error) {
 // by the caller: its group, if new, counts from now, and an existing
 // group's passes skip its ticks up to now.
 func (ts *termState) addLoaded(j *job.Job, now time.Time) (*entry, error) {
-	s, err := schedule.Parse(j.Schedule, j.Timezone)
+	s, err := ts.parse(j)
 	if err != nil {
 		return nil, err
 	}

@@ -211,13 +211,17 @@ func startExecutor(ctx context.Context, env *benchEnv, cluster, id string, tally
 	return inst, time.Since(t0), nil
 }
 
+// burstProfiles names the files for profiles of a burst; empty: none.
+type burstProfiles struct{ cpu, heap string }
+
 // batonBurst runs an in-process Baton instance as the executor of n jobs
 // that are all due at the same second, and measures at the receiver.
 //
 // In-process rather than the binary: the process's CPU time and peak RSS
 // are then Baton's (the store and the receiver run in the helper process),
-// and -cpuprofile profiles Baton itself.
-func batonBurst(ctx context.Context, env *benchEnv, n int, profile string) (row, error) {
+// and -cpuprofile and -memprofile profile Baton itself.
+func batonBurst(ctx context.Context, env *benchEnv, n int, profiles burstProfiles) (row, error) {
+	profile := profiles.cpu
 	r := row{Scenario: "baton-burst", N: n}
 	name := clusterName("burst", n)
 	db, cleanup, err := openDB(ctx, env, name)
@@ -261,6 +265,9 @@ func batonBurst(ctx context.Context, env *benchEnv, n int, profile string) (row,
 			return r, err
 		}
 		defer pprof.StopCPUProfile()
+	}
+	if profiles.heap != "" {
+		defer profileHeapPeak(profiles.heap)()
 	}
 	m := startMeter(env.aux)
 	var timedOut error

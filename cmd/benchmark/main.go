@@ -37,6 +37,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -53,6 +54,8 @@ type options struct {
 	timeout     time.Duration
 	cpuprofile  string
 	crudProfile string
+	memprofile  string
+	memLimitMiB int
 	amqpURL     string
 	quick       bool
 	crudN       int
@@ -81,6 +84,10 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if o.memLimitMiB > 0 {
+		// This process only: the store's helper process keeps its own.
+		debug.SetMemoryLimit(int64(o.memLimitMiB) << 20)
+	}
 	rows, err := run(ctx, o, os.Stdout)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "benchmark:", err)
@@ -100,6 +107,8 @@ func parseFlags(args []string) (options, error) {
 	fs.DurationVar(&o.lead, "lead", 0, "time from inserting a burst's jobs to its due second (0: from N)")
 	fs.DurationVar(&o.timeout, "timeout", 5*time.Minute, "limit per scenario")
 	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the largest Baton burst to this file")
+	fs.IntVar(&o.memLimitMiB, "memlimit-mib", 0, "a soft memory limit for Baton's process, as GOMEMLIMIT sets (0: none)")
+	fs.StringVar(&o.memprofile, "memprofile", "", "write a heap profile near the peak of the largest Baton burst to this file")
 	fs.StringVar(&o.crudProfile, "crud-cpuprofile", "", "write a CPU profile of the crud rows (both instances) to this file")
 	fs.StringVar(&o.amqpURL, "amqp", "amqp://guest:guest@127.0.0.1:5672/", "RabbitMQ URL")
 	fs.BoolVar(&o.quick, "quick", false, "fewer writes in crud, takeover at the largest size only if asked")
@@ -177,11 +186,11 @@ func run(ctx context.Context, o options, w io.Writer) ([]row, error) {
 			add(bareGocron(ctx, env, n))
 		}
 		if o.scenarios["burst"] {
-			profile := ""
+			var profiles burstProfiles
 			if n == largest {
-				profile = o.cpuprofile
+				profiles = burstProfiles{cpu: o.cpuprofile, heap: o.memprofile}
 			}
-			add(batonBurst(ctx, env, n, profile))
+			add(batonBurst(ctx, env, n, profiles))
 		}
 	}
 	if o.scenarios["crud"] && ctx.Err() == nil {

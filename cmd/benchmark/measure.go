@@ -3,6 +3,8 @@ package main
 import (
 	"os"
 	"runtime/debug"
+	"runtime/metrics"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -57,4 +59,37 @@ func peakRSS() int64 {
 		}
 	}
 	return 0
+}
+
+// profileHeapPeak writes a heap profile to path whenever the live heap
+// has grown a tenth past the last one written, until stop is called: the
+// file ends up describing the heap near its peak.
+func profileHeapPeak(path string) (stop func()) {
+	done, ended := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(ended)
+		sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+		var written uint64
+		t := time.NewTicker(250 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			metrics.Read(sample)
+			if live := sample[0].Value.Uint64(); live > written+written/10 {
+				if f, err := os.Create(path); err == nil {
+					_ = pprof.WriteHeapProfile(f)
+					_ = f.Close()
+					written = live
+				}
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-ended
+	}
 }
