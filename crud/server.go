@@ -209,11 +209,13 @@ func (s *Server) handle(ctx context.Context, term *token.Term, ch *amqp.Channel,
 	if err != nil {
 		body, _ = json.Marshal(Failure(http.StatusInternalServerError, CodeInternal, "", err.Error()))
 	}
-	// Recorded so that a caller that timed out meanwhile can read it.
+	// The caller waiting for the reply gets it first; the record, which a
+	// caller that timed out meanwhile reads, follows. Acked only after it:
+	// a redelivery then finds the request done and replies again.
+	s.reply(ctx, ch, d, body)
 	if err := s.store.FinishRequest(context.WithoutCancel(ctx), req.ID, body); err != nil {
 		log.Warn("could not record the reply", "error", err)
 	}
-	s.reply(ctx, ch, d, body)
 	_ = d.Ack(false)
 }
 
