@@ -32,11 +32,7 @@ func TestCountersMatchTheRecordedRuns(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
 			st := testenv.Store(t)
-			require.NoError(t, st.EnsureLease(ctx))
-			l, err := st.Lease(ctx)
-			require.NoError(t, err)
-			l, err = st.AcquireLease(ctx, l, "exec", "dc", l.TokenGen, time.Now())
-			require.NoError(t, err)
+			l := acquireLease(t, st, "exec")
 			names := []string{"a", "b", "c"}
 			for _, name := range names {
 				require.NoError(t, st.CreateJob(ctx, l.Fence(), everySecond(name, func(j *job.Job) {

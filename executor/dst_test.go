@@ -56,11 +56,7 @@ func TestDaylightSavingWithAFakeClock(t *testing.T) {
 			ctx := context.Background()
 			st := testenv.Store(t)
 			clock := clockwork.NewFakeClockAt(tc.start)
-			require.NoError(t, st.EnsureLease(ctx))
-			l, err := st.Lease(ctx)
-			require.NoError(t, err)
-			l, err = st.AcquireLease(ctx, l, "exec", "dc", l.TokenGen, time.Now())
-			require.NoError(t, err)
+			l := acquireLease(t, st, "exec")
 			for name, spec := range tc.jobs {
 				j := &job.Job{Name: name, Schedule: spec, Timezone: "America/New_York",
 					Target: job.Target{Type: job.TargetHTTP, HTTP: &job.HTTPTarget{URL: "http://127.0.0.1:1/"}}}

@@ -39,11 +39,7 @@ func TestAJobStoredAcrossATickGetsThatTick(t *testing.T) {
 	st := testenv.Store(t)
 	start := time.Date(2026, 1, 1, 0, 0, 0, 900_000_000, time.UTC)
 	clock := clockwork.NewFakeClockAt(start)
-	require.NoError(t, st.EnsureLease(ctx))
-	l, err := st.Lease(ctx)
-	require.NoError(t, err)
-	l, err = st.AcquireLease(ctx, l, "exec", "dc", l.TokenGen, time.Now())
-	require.NoError(t, err)
+	l := acquireLease(t, st, "exec")
 	a := everySecond("a", nil)
 	a.ActiveSince = start.Add(-time.Hour)
 	require.NoError(t, st.CreateJob(ctx, l.Fence(), a))
@@ -96,4 +92,16 @@ func lead(t *testing.T, st executor.Store, l store.Lease, cfg executor.Config, d
 		_ = exec.Close(sctx)
 	})
 	return exec, term
+}
+
+// acquireLease makes holder the executor of st's lease and returns it.
+func acquireLease(t *testing.T, st *store.Store, holder string) store.Lease {
+	t.Helper()
+	ctx := context.Background()
+	require.NoError(t, st.EnsureLease(ctx))
+	l, err := st.Lease(ctx)
+	require.NoError(t, err)
+	l, err = st.AcquireLease(ctx, l, holder, "dc", l.TokenGen, time.Now())
+	require.NoError(t, err)
+	return l
 }

@@ -47,11 +47,7 @@ func TestJobsFireWhileTheRestLoad(t *testing.T) {
 	start := time.Date(2026, 1, 1, 0, 0, 0, 900_000_000, time.UTC)
 	clock := clockwork.NewFakeClockAt(start)
 	names := []string{"a", "b", "c"}
-	require.NoError(t, st.EnsureLease(ctx))
-	l, err := st.Lease(ctx)
-	require.NoError(t, err)
-	l, err = st.AcquireLease(ctx, l, "old", "dc", l.TokenGen, time.Now())
-	require.NoError(t, err)
+	l := acquireLease(t, st, "old")
 	for _, name := range names {
 		j := everySecond(name, func(j *job.Job) {
 			j.Misfire, j.StartingDeadline = job.MisfireFireAll, job.Duration(time.Hour)
@@ -62,7 +58,7 @@ func TestJobsFireWhileTheRestLoad(t *testing.T) {
 	}
 	// The old executor claimed every tick up to 23:59:58.
 	watermark := start.Add(-2 * time.Second)
-	l, err = st.RenewLease(ctx, l, watermark, time.Now())
+	l, err := st.RenewLease(ctx, l, watermark, time.Now())
 	require.NoError(t, err)
 	require.NoError(t, st.ReleaseLease(ctx, l, watermark, time.Now()))
 	l, err = st.Lease(ctx)
