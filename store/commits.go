@@ -49,79 +49,69 @@ func (s *Store) initCommits() {
 	}
 }
 
-// byFence calls fn for each run of consecutive items with the same fence:
-// a batch spans two terms only at a handover.
-func byFence[T any](items []T, fence func(T) Fence, fn func(f Fence, lo, hi int)) {
+// insertFenced inserts one document per item into c, under each item's
+// fence: one fence check and one unordered insert per run of consecutive
+// items with the same fence (a batch spans two terms only at a handover).
+// It reports each item's outcome to done: inserted, a duplicate key, or the
+// error that failed its run.
+func insertFenced[T any](ctx context.Context, s *Store, c *mongo.Collection, items []T,
+	fence func(T) Fence, doc func(T, Fence) any, done func(i int, dup bool, err error)) {
 	for lo := 0; lo < len(items); {
+		f := fence(items[lo])
 		hi := lo + 1
-		for hi < len(items) && fence(items[hi]) == fence(items[lo]) {
+		for hi < len(items) && fence(items[hi]) == f {
 			hi++
 		}
-		fn(fence(items[lo]), lo, hi)
+		err := s.CheckFence(ctx, f)
+		var dup []bool
+		if err == nil {
+			docs := make([]any, 0, hi-lo)
+			for _, it := range items[lo:hi] {
+				docs = append(docs, doc(it, f))
+			}
+			if dup, err = s.insertMany(ctx, c, docs); err != nil {
+				err = fmt.Errorf("store: insert %d into %s: %w", hi-lo, c.Name(), err)
+			}
+		}
+		for i := lo; i < hi; i++ {
+			done(i, err == nil && dup[i-lo], err)
+		}
 		lo = hi
 	}
 }
 
 func (s *Store) createJobs(ctx context.Context, items []fencedJob) []error {
 	errs := make([]error, len(items))
-	byFence(items, func(it fencedJob) Fence { return it.f }, func(f Fence, lo, hi int) {
-		fail := func(err error) {
-			for i := lo; i < hi; i++ {
-				errs[i] = err
-			}
-		}
-		if err := s.CheckFence(ctx, f); err != nil {
-			fail(err)
-			return
-		}
-		docs := make([]any, 0, hi-lo)
-		for _, it := range items[lo:hi] {
+	insertFenced(ctx, s, s.jobs, items,
+		func(it fencedJob) Fence { return it.f },
+		func(it fencedJob, f Fence) any {
 			it.j.Epoch = f.Epoch
-			docs = append(docs, it.j)
-		}
-		dup, err := s.insertMany(ctx, s.jobs, docs)
-		if err != nil {
-			fail(fmt.Errorf("store: create %d jobs: %w", hi-lo, err))
-			return
-		}
-		for i := lo; i < hi; i++ {
-			if dup[i-lo] {
-				errs[i] = fmt.Errorf("store: job %q: %w", items[i].j.Name, ErrExists)
+			return it.j
+		},
+		func(i int, dup bool, err error) {
+			if dup {
+				err = fmt.Errorf("store: job %q: %w", items[i].j.Name, ErrExists)
 			}
-		}
-	})
+			errs[i] = err
+		})
 	return errs
 }
 
 func (s *Store) beginRequests(ctx context.Context, items []fencedRequest) []requestResult {
 	out := make([]requestResult, len(items))
-	byFence(items, func(it fencedRequest) Fence { return it.f }, func(f Fence, lo, hi int) {
-		fail := func(err error) {
-			for i := lo; i < hi; i++ {
+	insertFenced(ctx, s, s.requests, items,
+		func(it fencedRequest) Fence { return it.f },
+		func(it fencedRequest, _ Fence) any { return it.r },
+		func(i int, dup bool, err error) {
+			switch r := items[i].r; {
+			case err != nil:
 				out[i].err = err
-			}
-		}
-		if err := s.CheckFence(ctx, f); err != nil {
-			fail(err)
-			return
-		}
-		docs := make([]any, 0, hi-lo)
-		for _, it := range items[lo:hi] {
-			docs = append(docs, it.r)
-		}
-		dup, err := s.insertMany(ctx, s.requests, docs)
-		if err != nil {
-			fail(fmt.Errorf("store: decide %d requests: %w", hi-lo, err))
-			return
-		}
-		for i := lo; i < hi; i++ {
-			if r := items[i].r; !dup[i-lo] {
-				out[i].r = &r
-			} else {
+			case dup:
 				out[i].r, out[i].err = s.decided(ctx, r.ID)
+			default:
+				out[i].r = &r
 			}
-		}
-	})
+		})
 	return out
 }
 
