@@ -15,7 +15,6 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -38,9 +37,8 @@ const auxEnv = "BATON_BENCH_AUX"
 func runAux() {
 	if p := os.Getenv("BATON_BENCH_AUX_PROFILE"); p != "" {
 		// Profiles the store and the receiver, for looking into the store.
-		f, err := os.Create(p)
-		if err == nil && pprof.StartCPUProfile(f) == nil {
-			defer pprof.StopCPUProfile()
+		if stop, err := startCPUProfile(p); err == nil {
+			defer stop()
 		}
 	}
 	st, err := devstore.Start(devstore.Options{Dir: os.Getenv("BATON_BENCH_AUX_DIR")})

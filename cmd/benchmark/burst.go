@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"runtime/pprof"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -255,16 +254,12 @@ func batonBurst(ctx context.Context, env *benchEnv, n int, profiles burstProfile
 		return r, err
 	}
 	time.Sleep(time.Until(at) - 200*time.Millisecond)
+	stopProfile := func() {}
 	if profile != "" {
-		f, err := os.Create(profile)
-		if err != nil {
+		if stopProfile, err = startCPUProfile(profile); err != nil {
 			return r, err
 		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return r, err
-		}
-		defer pprof.StopCPUProfile()
+		defer stopProfile()
 	}
 	if profiles.heap != "" {
 		defer profileHeapPeak(profiles.heap)()
@@ -280,9 +275,7 @@ func batonBurst(ctx context.Context, env *benchEnv, n int, profiles burstProfile
 		timedOut = fmt.Errorf("%d of %d runs recorded within %s", tally.recorded.Load(), n, env.o.timeout)
 	}
 	m.stop(&r)
-	if profile != "" {
-		pprof.StopCPUProfile()
-	}
+	stopProfile()
 	r.Recorded = time.Unix(0, tally.lastRecorded.Load()).Sub(at)
 	r.Claim, r.Record = time.Duration(tally.claimNS.Load()), time.Duration(tally.recordNS.Load())
 	st, err := env.aux.Stats(ctx)

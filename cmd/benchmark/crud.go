@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"runtime/pprof"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -48,15 +46,11 @@ func crudRows(ctx context.Context, env *benchEnv) ([]row, error) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	if p := env.o.crudProfile; p != "" {
-		f, err := os.Create(p)
+		stop, err := startCPUProfile(p)
 		if err != nil {
 			return nil, err
 		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return nil, err
-		}
-		defer pprof.StopCPUProfile()
+		defer stop()
 	}
 	var rows []row
 	for _, via := range []struct {

@@ -69,17 +69,7 @@ func rawLoop(ctx context.Context, env *benchEnv, n int) (row, error) {
 		}()
 	}
 	wg.Wait()
-	m.stop(&r)
-	st, err := env.aux.Stats(ctx)
-	if err != nil {
-		return r, err
-	}
-	r.fromReceiver(st, start)
-	r.Recorded = -1
-	if f := failed.Load(); f > 0 {
-		r.Note = fmt.Sprintf("%d failed", f)
-	}
-	return r, nil
+	return finishReference(ctx, env, r, m, start, failed.Load())
 }
 
 // bareGocron is what a user would write instead of Baton: gocron v2 with
@@ -133,17 +123,7 @@ func bareGocron(ctx context.Context, env *benchEnv, n int) (row, error) {
 	case <-time.After(env.o.timeout):
 		return r, fmt.Errorf("gocron: %d of %d tasks finished within %s", done.Load(), n, env.o.timeout)
 	}
-	m.stop(&r)
-	st, err := env.aux.Stats(ctx)
-	if err != nil {
-		return r, err
-	}
-	r.fromReceiver(st, at)
-	r.Recorded = -1
-	if f := failed.Load(); f > 0 {
-		r.Note = fmt.Sprintf("%d failed", f)
-	}
-	return r, nil
+	return finishReference(ctx, env, r, m, at, failed.Load())
 }
 
 // burstInstant is the first whole second at least lead after now.
@@ -156,4 +136,20 @@ func burstInstant(now time.Time, lead time.Duration) time.Time {
 func cronAt(t time.Time) string {
 	t = t.UTC()
 	return fmt.Sprintf("%d %d %d * * *", t.Second(), t.Minute(), t.Hour())
+}
+
+// finishReference completes a reference row from the meter and the
+// receiver: lag is measured from the instant the requests were due.
+func finishReference(ctx context.Context, env *benchEnv, r row, m meter, due time.Time, failed int64) (row, error) {
+	m.stop(&r)
+	st, err := env.aux.Stats(ctx)
+	if err != nil {
+		return r, err
+	}
+	r.fromReceiver(st, due)
+	r.Recorded = -1
+	if failed > 0 {
+		r.Note = fmt.Sprintf("%d failed", failed)
+	}
+	return r, nil
 }
