@@ -39,17 +39,30 @@ var (
 	errStopped  = errors.New("the executor stepped down before sending")
 )
 
+// claimMode says when the run documents of ticks claimed through cells
+// are written.
+type claimMode int
+
+const (
+	// recordAfter hands them to the recorder: the fires go out after one
+	// insert per cell. Group passes and joins use it.
+	recordAfter claimMode = iota
+	// recordBefore writes them before dispatching, and a tick whose run
+	// document is already there is not fired: an executor of the version
+	// before cells claimed it. Catch-up, which covers the previous
+	// executor's last moments, uses it.
+	recordBefore
+)
+
 // claimAndDispatch claims planned ticks in batches and sends the claimed
 // fires on. Overlap rules are applied here: a tick that finds the job's
 // previous run in progress is recorded as skipped (forbid), replaces it
 // (replace), or runs beside it (allow). Called with claimMu held.
-func (ts *termState) claimAndDispatch(plan []planned) error {
-	batch := ts.e.cfg.ClaimBatch
-	for lo := 0; lo < len(plan); lo += batch {
+func (ts *termState) claimAndDispatch(plan []planned, mode claimMode) error {
+	for _, part := range ts.claimParts(plan) {
 		if ts.stopping.Load() || !ts.term.Valid() {
 			return errLostLead
 		}
-		part := plan[lo:min(lo+batch, len(plan))]
 		claims := make([]store.Run, len(part))
 		fires := make([]*fire, len(part))
 		now := ts.now()
@@ -65,13 +78,23 @@ func (ts *termState) claimAndDispatch(plan []planned) error {
 				FireID: uuid.Must(uuid.NewV7()).String(), Job: p.en.job.Name, ScheduledAt: p.at,
 				Trigger: p.trigger, Status: status, Reason: reason,
 				Instance: ts.e.cfg.InstanceID, Epoch: ts.term.Epoch(), ClaimedAt: now,
+				Group: p.en.sched.Key(),
 			}
 			if status == store.StatusRunning {
 				fires[i] = ts.newFire(claims[i], p.en.job)
 			}
 		}
 		start := time.Now()
-		claimed, err := ts.e.store.Claim(ts.ctx, ts.term.Fence(), claims)
+		var (
+			claimed []bool
+			cells   map[string][]int
+			err     error
+		)
+		if mode == recordBefore {
+			claimed, err = ts.e.store.Claim(ts.ctx, ts.term.Fence(), claims)
+		} else {
+			claimed, cells, err = ts.e.store.ClaimCells(ts.ctx, ts.term.Fence(), claims)
+		}
 		if h := ts.e.cfg.Hooks.StoreOp; h != nil {
 			h("claim", len(claims), time.Since(start), err)
 		}
@@ -82,6 +105,13 @@ func (ts *termState) claimAndDispatch(plan []planned) error {
 				}
 			}
 			return err
+		}
+		for id, idx := range cells {
+			runs := make([]store.Run, len(idx))
+			for k, i := range idx {
+				runs[k] = claims[i]
+			}
+			ts.e.emit(toRecord{cell: id, claims: runs})
 		}
 		for i, ok := range claimed {
 			f := fires[i]
@@ -99,6 +129,41 @@ func (ts *termState) claimAndDispatch(plan []planned) error {
 		}
 	}
 	return nil
+}
+
+// claimParts splits plan into parts of about ClaimBatch ticks, keeping each
+// cell's ticks in one part: a cell split across two calls would leave the
+// second to claim its ticks one by one. A cell larger than a part is a
+// part of its own. Cells keep the order in which the plan first names them,
+// so earlier ticks are claimed first.
+func (ts *termState) claimParts(plan []planned) [][]planned {
+	size := ts.e.cfg.ClaimBatch
+	if len(plan) <= size {
+		return [][]planned{plan}
+	}
+	var order []string
+	byCell := map[string][]planned{}
+	for _, p := range plan {
+		id := store.CellOf(p.en.sched.Key(), p.en.job.Name, p.at)
+		if _, ok := byCell[id]; !ok {
+			order = append(order, id)
+		}
+		byCell[id] = append(byCell[id], p)
+	}
+	var parts [][]planned
+	var cur []planned
+	for _, id := range order {
+		cell := byCell[id]
+		if len(cur) > 0 && len(cur)+len(cell) > size {
+			parts = append(parts, cur)
+			cur = nil
+		}
+		cur = append(cur, cell...)
+	}
+	if len(cur) > 0 {
+		parts = append(parts, cur)
+	}
+	return parts
 }
 
 // overlapping reports whether j has a run in progress under this term, for
@@ -199,7 +264,7 @@ func (ts *termState) cancelled(f *fire, reason string) {
 	if h := ts.e.cfg.Hooks.Recorded; h != nil {
 		h(r.Job, r.Status)
 	}
-	ts.e.emit(r)
+	ts.e.emit(toRecord{outcome: r})
 }
 
 // enqueue hands f to a worker, or records it as cancelled if the executor
@@ -215,12 +280,27 @@ func (e *Executor) enqueue(f *fire) {
 	f.ts.cancelled(f, errStopped.Error())
 }
 
-// emit hands an outcome to the recorder.
-func (e *Executor) emit(r store.Run) {
+// toRecord is one item for the recorder: a fire's outcome, or the claims
+// of one cell whose run documents are still to be written.
+type toRecord struct {
+	outcome store.Run
+	cell    string
+	claims  []store.Run
+}
+
+func (r toRecord) runs() int {
+	if r.cell != "" {
+		return len(r.claims)
+	}
+	return 1
+}
+
+// emit hands an outcome, or a cell's claims, to the recorder.
+func (e *Executor) emit(r toRecord) {
 	e.closeMu.RLock()
 	defer e.closeMu.RUnlock()
 	if e.closed {
-		e.log.Warn("outcome produced after shutdown; the next executor records it as interrupted", "fire_id", r.FireID)
+		e.log.Warn("outcome or claims produced after shutdown; the next executor records them", "fire_id", r.outcome.FireID, "cell", r.cell)
 		return
 	}
 	e.results <- r
@@ -262,7 +342,7 @@ func (e *Executor) dispatch(f *fire) {
 	if h := e.cfg.Hooks.Finished; h != nil {
 		h(r.Job, r.Status, time.Duration(r.DurationMS)*time.Millisecond)
 	}
-	e.results <- r // workers stop before the results channel closes
+	e.results <- toRecord{outcome: r} // workers stop before the results channel closes
 }
 
 // resultRun merges a dispatch result into its claim.
@@ -291,18 +371,20 @@ func resultRun(claim store.Run, res target.Result) store.Run {
 	return r
 }
 
-// record writes outcomes in batches until the results channel is closed
-// (after the workers stop). Outcomes are collected as fast as the workers
-// produce them, so a slow store never makes a worker wait to hand one over
-// (measured: with a bounded hand-over, a 10,000-job burst's p99 lag was
-// dominated by workers blocked on the recorder). Each batch is inserted,
-// retried whole until it succeeds (outcomes are insert-once, so a retry
-// never records one twice), and then added to the counts, which a second
+// record writes outcomes and cells' claims in batches until the results
+// channel is closed (after the workers stop). They are collected as fast as
+// they are produced, so a slow store never makes a worker wait to hand one
+// over (measured: with a bounded hand-over, a 10,000-job burst's p99 lag
+// was dominated by workers blocked on the recorder). Each batch writes its
+// claims' run documents first, then its outcomes; each write is retried
+// whole until it succeeds (both are insert-once, so a retry never records
+// one twice). Recorded outcomes are added to the counts, which a second
 // loop writes to the job counters.
 func (e *Executor) record() {
 	var (
 		mu      sync.Mutex
-		pending []store.Run
+		pending []toRecord
+		runs    int // in pending
 		closed  bool
 		full    = make(chan struct{}, 1)
 		done    = make(chan struct{})
@@ -312,7 +394,8 @@ func (e *Executor) record() {
 		for r := range e.results {
 			mu.Lock()
 			pending = append(pending, r)
-			n := len(pending)
+			runs += r.runs()
+			n := runs
 			mu.Unlock()
 			if n >= e.cfg.RecordBatch {
 				select {
@@ -345,7 +428,11 @@ func (e *Executor) record() {
 		}
 		for {
 			mu.Lock()
-			n := min(len(pending), 4*e.cfg.RecordBatch)
+			n, size := 0, 0
+			for n < len(pending) && size < 4*e.cfg.RecordBatch {
+				size += pending[n].runs()
+				n++
+			}
 			batch := pending[:n:n]
 			final := closed
 			mu.Unlock()
@@ -355,22 +442,52 @@ func (e *Executor) record() {
 					close(stopCounting)
 					<-counted
 					if dropped > 0 {
-						e.log.Warn("shutdown gave up before recording some outcomes; the next executor records them as interrupted", "runs", dropped)
+						e.log.Warn("shutdown gave up before recording some outcomes and claims; the next executor records them", "runs", dropped)
 					}
 					return
 				}
 				break
 			}
 			if e.abandoned.Load() {
-				dropped += n
-			} else if recorded, ok := e.insertResults(batch, final); ok {
-				c.add(store.Recorded(batch, recorded))
+				dropped += size
+			} else {
+				c.add(e.writeRecords(batch, final))
 			}
 			mu.Lock()
 			pending = pending[n:]
+			runs -= size
 			mu.Unlock()
 		}
 	}
+}
+
+// writeRecords writes one batch: the claims' run documents, then the
+// outcomes. It returns the outcomes recorded by this call.
+func (e *Executor) writeRecords(batch []toRecord, final bool) []store.Run {
+	var cells []string
+	var claims, outcomes []store.Run
+	for _, r := range batch {
+		if r.cell != "" {
+			cells = append(cells, r.cell)
+			claims = append(claims, r.claims...)
+		} else {
+			outcomes = append(outcomes, r.outcome)
+		}
+	}
+	if len(cells) > 0 {
+		// A failure at shutdown leaves the cells unrecorded, for the next
+		// executor's RecordOpenCells.
+		e.retryStoreOp("record claims", len(claims), final, func(ctx context.Context) error {
+			return e.store.RecordClaims(ctx, cells, claims)
+		})
+	}
+	if len(outcomes) == 0 {
+		return nil
+	}
+	if recorded, ok := e.insertResults(outcomes, final); ok {
+		return store.Recorded(outcomes, recorded)
+	}
+	return nil
 }
 
 // insertResults stores one batch of outcomes, retried until it succeeds,

@@ -26,6 +26,9 @@ type Store interface {
 	DeleteJob(ctx context.Context, f store.Fence, name string) error
 	SetPaused(ctx context.Context, f store.Fence, name string, paused bool, now time.Time) (*job.Job, error)
 	Claim(ctx context.Context, f store.Fence, claims []store.Run) ([]bool, error)
+	ClaimCells(ctx context.Context, f store.Fence, claims []store.Run) ([]bool, map[string][]int, error)
+	RecordClaims(ctx context.Context, cells []string, runs []store.Run) error
+	RecordOpenCells(ctx context.Context, epoch int64, limit int) (int, error)
 	RecordResults(ctx context.Context, runs []store.Run) ([]bool, error)
 	InsertResults(ctx context.Context, runs []store.Run) ([]bool, error)
 	CountTally(ctx context.Context, t *store.Tally) error
@@ -93,7 +96,7 @@ type Executor struct {
 	clock clockwork.Clock
 
 	fires     chan *fire
-	results   chan store.Run
+	results   chan toRecord
 	workers   sync.WaitGroup
 	recorder  sync.WaitGroup
 	closeMu   sync.RWMutex // guards sends on fires and results against Close
@@ -129,7 +132,7 @@ func New(cfg Config, st Store, disp Dispatcher) *Executor {
 		cfg: cfg, store: st, disp: disp, clock: cfg.Clock,
 		log:     cfg.Logger.With("component", "executor"),
 		fires:   make(chan *fire, cfg.Workers*4),
-		results: make(chan store.Run, cfg.RecordBatch*8),
+		results: make(chan toRecord, cfg.RecordBatch*8),
 	}
 }
 

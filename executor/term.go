@@ -247,7 +247,7 @@ func (ts *termState) join(j *job.Job) error {
 		}
 		plan = append(plan, p)
 	}
-	if err := ts.claimAndDispatch(plan); err != nil {
+	if err := ts.claimAndDispatch(plan, recordAfter); err != nil {
 		ts.claimFailed(err)
 	}
 	return nil
@@ -424,7 +424,7 @@ func (ts *termState) tick(g *group) {
 			plan = append(plan, planned{en: en, at: t, trigger: store.TriggerSchedule})
 		}
 	}
-	if err := ts.claimAndDispatch(plan); err != nil {
+	if err := ts.claimAndDispatch(plan, recordAfter); err != nil {
 		ts.claimFailed(err)
 		// lastHandled advances anyway: the catch-up that runs when the
 		// store answers again covers these ticks from the frozen watermark.
@@ -470,7 +470,7 @@ func (ts *termState) catchUpEntries(entries []*entry, from, now time.Time) error
 	if len(plan) > 0 {
 		ts.log.Info("catching up missed ticks", "from", from, "to", now, "ticks", len(plan))
 	}
-	return ts.claimAndDispatch(plan)
+	return ts.claimAndDispatch(plan, recordBefore)
 }
 
 func (ts *termState) claimFailed(err error) {
@@ -581,6 +581,20 @@ func (ts *termState) maintenanceLoop() {
 // (or was about to) but never recorded an outcome for. It waits until such a
 // run would certainly have finished.
 func (ts *termState) reconcile(now time.Time) (remaining int, err error) {
+	// First the run documents of cells a previous executor claimed but did
+	// not record, so that their ticks are among the unfinished claims.
+	for {
+		n, err := ts.e.store.RecordOpenCells(ts.ctx, ts.term.Epoch(), 64)
+		if err != nil {
+			return 1, err
+		}
+		if n > 0 {
+			ts.log.Info("recorded the claims of cells a previous executor left", "cells", n)
+		}
+		if n < 64 {
+			break
+		}
+	}
 	open, err := ts.e.store.UnfinishedClaims(ts.ctx, ts.term.Epoch(), now.Add(-24*time.Hour))
 	if err != nil || len(open) == 0 {
 		return 0, err

@@ -34,15 +34,18 @@ const (
 // running, skipped or missed). The outcome of a fired tick is a second
 // document, in run_results, with the same _id. Readers merge the two.
 type Run struct {
-	FireID        string     `bson:"_id" json:"fire_id"`
-	Job           string     `bson:"job" json:"job"`
-	ScheduledAt   time.Time  `bson:"scheduled_at" json:"scheduled_at"`
-	Trigger       string     `bson:"trigger" json:"trigger"`
-	Status        string     `bson:"status" json:"status"`
-	Reason        string     `bson:"reason,omitempty" json:"reason,omitempty"`
-	Instance      string     `bson:"instance" json:"instance"`
-	Epoch         int64      `bson:"epoch" json:"epoch"`
-	ClaimedAt     time.Time  `bson:"claimed_at" json:"claimed_at"`
+	FireID      string    `bson:"_id" json:"fire_id"`
+	Job         string    `bson:"job" json:"job"`
+	ScheduledAt time.Time `bson:"scheduled_at" json:"scheduled_at"`
+	Trigger     string    `bson:"trigger" json:"trigger"`
+	Status      string    `bson:"status" json:"status"`
+	Reason      string    `bson:"reason,omitempty" json:"reason,omitempty"`
+	Instance    string    `bson:"instance" json:"instance"`
+	Epoch       int64     `bson:"epoch" json:"epoch"`
+	ClaimedAt   time.Time `bson:"claimed_at" json:"claimed_at"`
+	// Group is the schedule group whose cell claims this tick (see
+	// CellID); empty for a tick claimed alone. It is not stored.
+	Group         string     `bson:"-" json:"-"`
 	StartedAt     *time.Time `bson:"started_at,omitempty" json:"started_at,omitempty"`
 	FinishedAt    *time.Time `bson:"finished_at,omitempty" json:"finished_at,omitempty"`
 	Attempts      int        `bson:"attempts,omitempty" json:"attempts"`
@@ -70,31 +73,31 @@ func Final(status string) bool {
 	return status == StatusSucceeded || status == StatusFailed || status == StatusCancelled
 }
 
-// Claim inserts claims under fence f. claimed[i] reports whether claims[i]
-// was inserted; false means another executor (or an earlier attempt) already
-// claimed that (job, scheduled_at). On an error that leaves the outcome
-// unknown, the affected claims are reported as not claimed: the tick then is
-// never dispatched, and if the insert did land the claim shows as an
-// interrupted run rather than a silent gap.
+// Claim claims ticks under fence f: through their cells (see CellID) where
+// they have a Group, alone otherwise, and writes their run documents before
+// it returns. claimed[i] reports whether claims[i] is this call's; false
+// means another executor, or an earlier attempt, has that (job,
+// scheduled_at). On an error that leaves the outcome unknown, the affected
+// claims are reported as not claimed: the tick is then never dispatched,
+// and if the claim did land it shows as an interrupted run rather than a
+// silent gap.
+//
+// A tick whose run document exists is not claimed even when its cell was
+// free: an executor of the version before cells claimed it. Catch-up uses
+// Claim for that reason.
 func (s *Store) Claim(ctx context.Context, f Fence, claims []Run) (claimed []bool, err error) {
-	if err := s.CheckFence(ctx, f); err != nil {
-		return nil, err
-	}
-	claimed = make([]bool, len(claims))
-	for _, c := range chunks(len(claims), insertBatch) {
-		docs := make([]any, 0, c[1]-c[0])
-		for i := c[0]; i < c[1]; i++ {
-			docs = append(docs, claims[i])
-		}
-		dup, err := s.insertMany(ctx, s.runs, docs)
-		if err != nil {
-			return claimed, fmt.Errorf("store: claim %d ticks: %w", len(docs), err)
-		}
-		for i := c[0]; i < c[1]; i++ {
-			claimed[i] = !dup[i-c[0]]
-		}
-	}
-	return claimed, nil
+	claimed, _, err = s.claim(ctx, f, claims, recordNow)
+	return claimed, err
+}
+
+// ClaimCells is Claim without writing the run documents of ticks claimed
+// through cells: one insert per cell is all that stands between a tick and
+// its dispatch. cells maps each cell it inserted to the indexes of the
+// claims it holds; the caller passes them to RecordClaims. Until then the
+// ticks are visible only in their cells, and if the caller never records
+// them the next executor does (RecordOpenCells).
+func (s *Store) ClaimCells(ctx context.Context, f Fence, claims []Run) (claimed []bool, cells map[string][]int, err error) {
+	return s.claim(ctx, f, claims, recordLater)
 }
 
 // insertMany inserts docs unordered. dup[i] reports a duplicate key for

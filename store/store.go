@@ -37,9 +37,10 @@ type Store struct {
 	manualTTL bool
 
 	cache   leaseCache
+	cellCap int // members per cell document (maxCellMembers)
 	commits commits
 
-	lease, instances, jobs, runs, results, stats, requests *mongo.Collection
+	lease, instances, jobs, runs, cells, results, stats, requests *mongo.Collection
 }
 
 // maxBatch bounds every multi-statement write. FerretDB 1.24 never answers an
@@ -76,10 +77,12 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		timeout:   cfg.Timeout,
 		log:       cfg.Logger.With("component", "store"),
 		retention: cfg.Retention,
+		cellCap:   maxCellMembers,
 		lease:     db.Collection("lease"),
 		instances: db.Collection("instances"),
 		jobs:      db.Collection("jobs"),
 		runs:      db.Collection("runs"),
+		cells:     db.Collection("run_cells"),
 		results:   db.Collection("run_results"),
 		stats:     db.Collection("job_stats"),
 		requests:  db.Collection("crud_requests"),
@@ -133,6 +136,9 @@ func (s *Store) ensureIndexes(ctx context.Context) error {
 			{Keys: bson.D{{Key: "job", Value: 1}, {Key: "scheduled_at", Value: 1}}, Options: options.Index().SetUnique(true).SetName("job_tick_unique")},
 			{Keys: bson.D{{Key: "epoch", Value: 1}, {Key: "status", Value: 1}}, Options: options.Index().SetName("epoch_status")},
 		}},
+		{s.cells, []mongo.IndexModel{
+			{Keys: bson.D{{Key: "recorded", Value: 1}, {Key: "epoch", Value: 1}}, Options: options.Index().SetName("recorded_epoch")},
+		}},
 		{s.results, []mongo.IndexModel{
 			{Keys: bson.D{{Key: "job", Value: 1}, {Key: "scheduled_at", Value: -1}}, Options: options.Index().SetName("job_scheduled")},
 			{Keys: bson.D{{Key: "status", Value: 1}, {Key: "finished_at", Value: -1}}, Options: options.Index().SetName("status_finished")},
@@ -158,6 +164,7 @@ func (s *Store) ensureIndexes(ctx context.Context) error {
 		after time.Duration
 	}{
 		{s.runs, "claimed_at", s.retention},
+		{s.cells, "claimed_at", s.retention},
 		{s.results, "finished_at", s.retention},
 		{s.requests, "created_at", requestRetention},
 	}
@@ -197,6 +204,7 @@ func (s *Store) Prune(ctx context.Context, now time.Time) error {
 		before time.Time
 	}{
 		{s.runs, "claimed_at", now.Add(-s.retention)},
+		{s.cells, "claimed_at", now.Add(-s.retention)},
 		{s.results, "finished_at", now.Add(-s.retention)},
 		{s.requests, "created_at", now.Add(-requestRetention)},
 	} {

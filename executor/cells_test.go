@@ -1,0 +1,76 @@
+package executor_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+	"github.com/stretchr/testify/require"
+
+	"github.com/batonhq/baton/executor"
+	"github.com/batonhq/baton/internal/testenv"
+	"github.com/batonhq/baton/store"
+)
+
+// unrecorded is a store that never takes a run document or an outcome, as
+// one the executor loses right after claiming.
+type unrecorded struct{ *store.Store }
+
+var errUnrecorded = errors.New("test: the store does not take records")
+
+func (unrecorded) RecordClaims(context.Context, []string, []store.Run) error {
+	return errUnrecorded
+}
+
+func (unrecorded) InsertResults(_ context.Context, runs []store.Run) ([]bool, error) {
+	return make([]bool, len(runs)), errUnrecorded
+}
+
+// Ticks claimed through cells get their run documents after they are
+// dispatched. An executor that ends before writing them leaves them in its
+// cells, and the next executor records them as interrupted: no claimed tick
+// is left without a record.
+func TestTicksAnExecutorLeftInItsCellsAreRecorded(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := testenv.Store(t)
+	l1 := acquireLease(t, st, "first")
+	require.NoError(t, st.CreateJob(ctx, l1.Fence(), everySecond("a", nil)))
+
+	disp := &fakeDispatcher{}
+	first, _ := lead(t, unrecorded{st}, l1, executor.Config{Workers: 2}, disp)
+	require.Eventually(t, func() bool { return len(disp.ticks()["a"]) >= 2 }, 10*time.Second, 10*time.Millisecond)
+	sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	first.Stop(sctx)
+	cancel()
+	cctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	require.Error(t, first.Close(cctx), "the recorder cannot finish")
+	cancel()
+	fired := disp.ticks()["a"]
+	require.Empty(t, runsOf(t, st, "a"), "nothing was recorded")
+
+	require.NoError(t, st.ReleaseLease(ctx, l1, time.Time{}, time.Now()))
+	l2 := acquireLease(t, st, "second")
+	_, err := st.SetPaused(ctx, l2.Fence(), "a", true, time.Now())
+	require.NoError(t, err)
+	// Late enough that every run of the first executor is surely over.
+	clock := clockwork.NewFakeClockAt(time.Now().Add(10 * time.Minute))
+	leadWithClock(t, st, l2, clock, &fakeDispatcher{})
+
+	require.Eventually(t, func() bool {
+		clock.Advance(time.Second)
+		runs := runsOf(t, st, "a")
+		for _, r := range runs {
+			if r.Status != store.StatusFailed {
+				return false
+			}
+			require.Contains(t, r.Error, "interrupted")
+		}
+		return len(runs) == len(fired)
+	}, 20*time.Second, 50*time.Millisecond, "every tick the first executor fired is recorded as interrupted")
+	for _, r := range runsOf(t, st, "a") {
+		require.Equal(t, 1, fired[r.ScheduledAt], "fired %v, recorded %v", fired, r.ScheduledAt)
+	}
+}
