@@ -20,8 +20,8 @@ type unrecorded struct{ *store.Store }
 
 var errUnrecorded = errors.New("test: the store does not take records")
 
-func (unrecorded) RecordClaims(context.Context, []string, []store.Run) error {
-	return errUnrecorded
+func (unrecorded) RecordClaims(context.Context, []string, []store.Run) ([]bool, error) {
+	return nil, errUnrecorded
 }
 
 func (unrecorded) InsertResults(_ context.Context, runs []store.Run) ([]bool, error) {

@@ -7,8 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/google/uuid"
-
 	"github.com/batonhq/baton/job"
 	"github.com/batonhq/baton/store"
 	"github.com/batonhq/baton/target"
@@ -75,7 +73,7 @@ func (ts *termState) claimAndDispatch(plan []planned, mode claimMode) error {
 				}
 			}
 			claims[i] = store.Run{
-				FireID: uuid.Must(uuid.NewV7()).String(), Job: p.en.job.Name, ScheduledAt: p.at,
+				FireID: store.TickFireID(p.en.job.Name, p.at), Job: p.en.job.Name, ScheduledAt: p.at,
 				Trigger: p.trigger, Status: status, Reason: reason,
 				Instance: ts.e.cfg.InstanceID, Epoch: ts.term.Epoch(), ClaimedAt: now,
 				Group: p.en.sched.Key(),
@@ -375,42 +373,22 @@ func resultRun(claim store.Run, res target.Result) store.Run {
 // channel is closed (after the workers stop). They are collected as fast as
 // they are produced, so a slow store never makes a worker wait to hand one
 // over (measured: with a bounded hand-over, a 10,000-job burst's p99 lag
-// was dominated by workers blocked on the recorder). Each batch writes its
-// claims' run documents first, then its outcomes; each write is retried
-// whole until it succeeds (both are insert-once, so a retry never records
-// one twice). Recorded outcomes are added to the counts, which a second
-// loop writes to the job counters.
+// was dominated by workers blocked on the recorder). A cell's claims are
+// held until their outcomes arrive, or for Config.ClaimHold, so that a run
+// is usually one document, its claim and outcome together, instead of two.
+// Each batch writes its claims first, then its outcomes; each write is
+// retried whole until it succeeds (both are insert-once, so a retry never
+// records one twice). Recorded outcomes are added to the counts, which a
+// second loop writes to the job counters.
 func (e *Executor) record() {
-	var (
-		mu      sync.Mutex
-		pending []toRecord
-		runs    int // in pending
-		closed  bool
-		full    = make(chan struct{}, 1)
-		done    = make(chan struct{})
-	)
+	q := &recordQueue{held: map[string]heldRef{}, full: make(chan struct{}, 1), batch: e.cfg.RecordBatch}
+	done := make(chan struct{})
 	go func() { // owned by record, which waits for done
 		defer close(done)
 		for r := range e.results {
-			mu.Lock()
-			pending = append(pending, r)
-			runs += r.runs()
-			n := runs
-			mu.Unlock()
-			if n >= e.cfg.RecordBatch {
-				select {
-				case full <- struct{}{}:
-				default:
-				}
-			}
+			q.add(r, e.clock.Now())
 		}
-		mu.Lock()
-		closed = true
-		mu.Unlock()
-		select {
-		case full <- struct{}{}:
-		default:
-		}
+		q.close()
 	}()
 	c := &counts{e: e}
 	stopCounting, counted := make(chan struct{}), make(chan struct{})
@@ -423,20 +401,13 @@ func (e *Executor) record() {
 	dropped := 0
 	for {
 		select {
-		case <-full:
+		case <-q.full:
 		case <-t.Chan():
 		}
+		q.ripen(e.clock.Now().Add(-e.cfg.ClaimHold))
 		for {
-			mu.Lock()
-			n, size := 0, 0
-			for n < len(pending) && size < 4*e.cfg.RecordBatch {
-				size += pending[n].runs()
-				n++
-			}
-			batch := pending[:n:n]
-			final := closed
-			mu.Unlock()
-			if n == 0 {
+			batch, size, final := q.take(4 * e.cfg.RecordBatch)
+			if len(batch) == 0 {
 				if final {
 					<-done
 					close(stopCounting)
@@ -453,12 +424,133 @@ func (e *Executor) record() {
 			} else {
 				c.add(e.writeRecords(batch, final))
 			}
-			mu.Lock()
-			pending = pending[n:]
-			runs -= size
-			mu.Unlock()
+			q.done(len(batch), size)
 		}
 	}
+}
+
+// recordQueue is the recorder's backlog: items ready to write, and cells'
+// claims held for their outcomes.
+type recordQueue struct {
+	mu      sync.Mutex
+	pending []toRecord
+	runs    int // in pending
+	cells   []*heldCell
+	held    map[string]heldRef // fire id of a held claim still running
+	closed  bool
+	full    chan struct{} // signalled when pending reaches batch runs
+	batch   int
+}
+
+type heldCell struct {
+	rec  toRecord
+	at   time.Time
+	open int // claims still waiting for their outcome
+	gone bool
+}
+
+type heldRef struct {
+	cell *heldCell
+	i    int
+}
+
+func (q *recordQueue) add(r toRecord, now time.Time) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	switch {
+	case r.cell != "":
+		hc := &heldCell{rec: r, at: now}
+		for i, c := range r.claims {
+			if c.Status == store.StatusRunning {
+				q.held[c.FireID] = heldRef{hc, i}
+				hc.open++
+			}
+		}
+		if hc.open == 0 {
+			q.ready(r)
+			return
+		}
+		q.cells = append(q.cells, hc)
+	default:
+		ref, ok := q.held[r.outcome.FireID]
+		if !ok {
+			q.ready(r)
+			return
+		}
+		delete(q.held, r.outcome.FireID)
+		ref.cell.rec.claims[ref.i] = r.outcome
+		if ref.cell.open--; ref.cell.open == 0 {
+			ref.cell.gone = true
+			q.ready(ref.cell.rec)
+		}
+	}
+}
+
+// ready queues r for writing. Called with mu held.
+func (q *recordQueue) ready(r toRecord) {
+	q.pending = append(q.pending, r)
+	q.runs += r.runs()
+	if q.runs >= q.batch {
+		select {
+		case q.full <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// ripen queues the cells held since before cutoff, or every cell once the
+// queue is closed; their claims still running are written as running.
+func (q *recordQueue) ripen(cutoff time.Time) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	kept := q.cells[:0]
+	for _, hc := range q.cells {
+		switch {
+		case hc.gone:
+		case q.closed || !hc.at.After(cutoff):
+			for _, c := range hc.rec.claims {
+				if c.Status == store.StatusRunning {
+					delete(q.held, c.FireID)
+				}
+			}
+			q.ready(hc.rec)
+		default:
+			kept = append(kept, hc)
+		}
+	}
+	clear(q.cells[len(kept):])
+	q.cells = kept
+}
+
+func (q *recordQueue) close() {
+	q.mu.Lock()
+	q.closed = true
+	q.mu.Unlock()
+	select {
+	case q.full <- struct{}{}:
+	default:
+	}
+}
+
+// take returns up to about max runs' worth of pending items, their runs,
+// and whether the queue is closed with nothing held.
+func (q *recordQueue) take(max int) (batch []toRecord, size int, final bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	n := 0
+	for n < len(q.pending) && size < max {
+		size += q.pending[n].runs()
+		n++
+	}
+	return q.pending[:n:n], size, q.closed && len(q.cells) == 0
+}
+
+// done drops the first n pending items, of size runs, once written.
+func (q *recordQueue) done(n, size int) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.pending = q.pending[n:]
+	q.runs -= size
 }
 
 // writeRecords writes one batch: the claims' run documents, then the
@@ -474,20 +566,32 @@ func (e *Executor) writeRecords(batch []toRecord, final bool) []store.Run {
 			outcomes = append(outcomes, r.outcome)
 		}
 	}
+	var done []store.Run
 	if len(cells) > 0 {
-		// A failure at shutdown leaves the cells unrecorded, for the next
+		finished := 0
+		for _, r := range claims {
+			if store.Final(r.Status) {
+				finished++
+			}
+		}
+		// Reported as "record" of the outcomes among the claims. A
+		// failure at shutdown leaves the cells unrecorded, for the next
 		// executor's RecordOpenCells.
-		e.retryStoreOp("record claims", len(claims), final, func(ctx context.Context) error {
-			return e.store.RecordClaims(ctx, cells, claims)
+		e.retryStoreOp("record", finished, final, func(ctx context.Context) error {
+			recorded, err := e.store.RecordClaims(ctx, cells, claims)
+			if err == nil {
+				done = store.Recorded(claims, recorded)
+			}
+			return err
 		})
 	}
 	if len(outcomes) == 0 {
-		return nil
+		return done
 	}
 	if recorded, ok := e.insertResults(outcomes, final); ok {
-		return store.Recorded(outcomes, recorded)
+		done = append(done, store.Recorded(outcomes, recorded)...)
 	}
-	return nil
+	return done
 }
 
 // insertResults stores one batch of outcomes, retried until it succeeds,

@@ -27,7 +27,7 @@ type Store interface {
 	SetPaused(ctx context.Context, f store.Fence, name string, paused bool, now time.Time) (*job.Job, error)
 	Claim(ctx context.Context, f store.Fence, claims []store.Run) ([]bool, error)
 	ClaimCells(ctx context.Context, f store.Fence, claims []store.Run) ([]bool, map[string][]int, error)
-	RecordClaims(ctx context.Context, cells []string, runs []store.Run) error
+	RecordClaims(ctx context.Context, cells []string, runs []store.Run) ([]bool, error)
 	RecordOpenCells(ctx context.Context, epoch int64, limit int) (int, error)
 	RecordResults(ctx context.Context, runs []store.Run) ([]bool, error)
 	InsertResults(ctx context.Context, runs []store.Run) ([]bool, error)
@@ -73,6 +73,9 @@ type Config struct {
 	// 100ms).
 	RecordBatch    int
 	RecordInterval time.Duration
+	// ClaimHold is how long the recorder holds a cell's claims for their
+	// outcomes before writing them as running (1s).
+	ClaimHold time.Duration
 	// CountInterval is the least time between writes of the job counters
 	// (500ms), and CountBatch the jobs' counters one write takes (2000);
 	// see counts.
@@ -119,6 +122,7 @@ func New(cfg Config, st Store, disp Dispatcher) *Executor {
 	cfg.LoadBatch = cmp.Or(cfg.LoadBatch, 1000)
 	cfg.RecordBatch = cmp.Or(cfg.RecordBatch, 500)
 	cfg.RecordInterval = cmp.Or(cfg.RecordInterval, 100*time.Millisecond)
+	cfg.ClaimHold = cmp.Or(cfg.ClaimHold, time.Second)
 	cfg.CountInterval = cmp.Or(cfg.CountInterval, 500*time.Millisecond)
 	cfg.CountBatch = cmp.Or(cfg.CountBatch, 2000)
 	cfg.ApplyReadyTimeout = cmp.Or(cfg.ApplyReadyTimeout, 30*time.Second)

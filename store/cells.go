@@ -2,11 +2,14 @@ package store
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
 	"fmt"
 	"hash/fnv"
 	"slices"
 	"time"
 
+	"github.com/google/uuid"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
@@ -42,14 +45,21 @@ const cellShards = 16
 // the cell exists by then. Store.cellCap is this unless a test lowers it.
 const maxCellMembers = 10_000
 
+// cellDoc is a cell's claim. A job that fires with the cell's trigger and
+// the fire id TickFireID gives is listed by name only, in Jobs: an array of
+// strings costs FerretDB a fourteenth of an array of documents (measured:
+// 100,000 claims in 16 cells, 0.25 s against 3.5 s). Any other claim, such
+// as a tick recorded as missed, is listed in full, in Others.
 type cellDoc struct {
 	ID          string       `bson:"_id"`
 	ScheduledAt time.Time    `bson:"scheduled_at"`
+	Trigger     string       `bson:"trigger"`
 	Instance    string       `bson:"instance"`
 	Epoch       int64        `bson:"epoch"`
 	ClaimedAt   time.Time    `bson:"claimed_at"`
 	Recorded    bool         `bson:"recorded"`
-	Members     []cellMember `bson:"members"`
+	Jobs        []string     `bson:"jobs"`
+	Others      []cellMember `bson:"others,omitempty"`
 }
 
 type cellMember struct {
@@ -58,6 +68,48 @@ type cellMember struct {
 	Trigger string `bson:"t"`
 	Status  string `bson:"s"`
 	Reason  string `bson:"r,omitempty"`
+}
+
+// add lists c in the cell.
+func (d *cellDoc) add(c Run) {
+	if c.Status == StatusRunning && c.Trigger == d.Trigger && c.FireID == TickFireID(c.Job, c.ScheduledAt) {
+		d.Jobs = append(d.Jobs, c.Job)
+		return
+	}
+	d.Others = append(d.Others, cellMember{Job: c.Job, FireID: c.FireID, Trigger: c.Trigger, Status: c.Status, Reason: c.Reason})
+}
+
+// runs returns the claims the cell lists.
+func (d *cellDoc) runs() []Run {
+	out := make([]Run, 0, len(d.Jobs)+len(d.Others))
+	claim := func(job, fireID, trigger, status, reason string) Run {
+		return Run{FireID: fireID, Job: job, ScheduledAt: d.ScheduledAt, Trigger: trigger, Status: status,
+			Reason: reason, Instance: d.Instance, Epoch: d.Epoch, ClaimedAt: d.ClaimedAt}
+	}
+	for _, j := range d.Jobs {
+		out = append(out, claim(j, TickFireID(j, d.ScheduledAt), d.Trigger, StatusRunning, ""))
+	}
+	for _, m := range d.Others {
+		out = append(out, claim(m.Job, m.FireID, m.Trigger, m.Status, m.Reason))
+	}
+	return out
+}
+
+// TickFireID is the fire id of job's tick t: a UUID in version 7's layout,
+// its time part t's millisecond and the rest a hash of job and t. Any
+// executor derives the same one, so a cell need not store it, and a
+// receiver that deduplicates on it sees one id per tick.
+func TickFireID(job string, t time.Time) string {
+	h := sha256.New()
+	_, _ = h.Write([]byte(job))
+	_ = binary.Write(h, binary.BigEndian, t.UnixNano())
+	var u uuid.UUID
+	copy(u[:], h.Sum(nil))
+	ms := uint64(t.UnixMilli())
+	u[0], u[1], u[2], u[3], u[4], u[5] = byte(ms>>40), byte(ms>>32), byte(ms>>24), byte(ms>>16), byte(ms>>8), byte(ms)
+	u[6] = u[6]&0x0f | 0x70 // version 7
+	u[8] = u[8]&0x3f | 0x80 // RFC 4122 variant
+	return u.String()
 }
 
 // CellID names the cell that claims r's tick, or "" for a run claimed on
@@ -115,24 +167,24 @@ func (s *Store) claim(ctx context.Context, f Fence, claims []Run, mode claimMode
 	over := map[string][]int{}   // claims beyond maxCellMembers
 	docs := make([]any, 0, len(order))
 	for _, id := range order {
+		first := claims[byCell[id][0]]
+		doc := cellDoc{ID: id, ScheduledAt: first.ScheduledAt, Trigger: first.Trigger, Instance: first.Instance,
+			Epoch: first.Epoch, ClaimedAt: first.ClaimedAt}
 		seen := map[string]bool{}
-		var members []cellMember
 		for _, i := range byCell[id] {
 			c := claims[i]
 			switch {
 			case seen[c.Job]:
 				continue // the same tick twice in one call is claimed once
-			case len(members) == s.cellCap:
+			case len(listed[id]) == s.cellCap:
 				over[id] = append(over[id], i)
 			default:
-				members = append(members, cellMember{Job: c.Job, FireID: c.FireID, Trigger: c.Trigger, Status: c.Status, Reason: c.Reason})
+				doc.add(c)
 				listed[id] = append(listed[id], i)
 			}
 			seen[c.Job] = true
 		}
-		first := claims[byCell[id][0]]
-		docs = append(docs, cellDoc{ID: id, ScheduledAt: first.ScheduledAt, Instance: first.Instance,
-			Epoch: first.Epoch, ClaimedAt: first.ClaimedAt, Members: members})
+		docs = append(docs, doc)
 	}
 	var taken []string
 	if len(docs) > 0 {
@@ -230,15 +282,18 @@ func (s *Store) cellJobs(ctx context.Context, ids []string) (map[string]map[stri
 	for _, id := range ids {
 		octx, cancel := s.opContext(ctx)
 		var d cellDoc
-		err := s.cells.FindOne(octx, bson.M{"_id": id}, options.FindOne().SetProjection(bson.M{"members.j": 1})).Decode(&d)
+		err := s.cells.FindOne(octx, bson.M{"_id": id}, options.FindOne().SetProjection(bson.M{"jobs": 1, "others.j": 1})).Decode(&d)
 		cancel()
 		if err != nil {
 			// Reported taken, so it exists: a cell not read could list
 			// jobs that claiming alone would fire twice.
 			return nil, fmt.Errorf("store: read cell %q: %w", id, err)
 		}
-		jobs := make(map[string]bool, len(d.Members))
-		for _, m := range d.Members {
+		jobs := make(map[string]bool, len(d.Jobs)+len(d.Others))
+		for _, j := range d.Jobs {
+			jobs[j] = true
+		}
+		for _, m := range d.Others {
 			jobs[m.Job] = true
 		}
 		out[id] = jobs
@@ -247,18 +302,41 @@ func (s *Store) cellJobs(ctx context.Context, ids []string) (map[string]map[stri
 }
 
 // RecordClaims writes the run documents of ticks claimed through cells
-// (ClaimCells), and marks those cells recorded. It may be repeated: a run
-// document already there is left as it is. It is not fenced: the claims
-// are facts, whoever holds the lease now.
-func (s *Store) RecordClaims(ctx context.Context, cells []string, runs []Run) error {
+// (ClaimCells), and marks those cells recorded. A run may already carry its
+// outcome, which then costs no result document of its own; recorded[i]
+// reports, for such a run, whether this call recorded its outcome (once per
+// run, as InsertResults). It may be repeated: a run document already there
+// is left as it is, and an outcome that finds one goes to a result
+// document. It is not fenced: the claims are facts, whoever holds the lease
+// now.
+func (s *Store) RecordClaims(ctx context.Context, cells []string, runs []Run) (recorded []bool, err error) {
 	idx := make([]int, len(runs))
 	for i := range idx {
 		idx[i] = i
 	}
-	if err := s.insertRuns(ctx, runs, idx, make([]bool, len(runs))); err != nil {
-		return err
+	recorded = make([]bool, len(runs))
+	if err := s.insertRuns(ctx, runs, idx, recorded); err != nil {
+		return nil, err
 	}
-	return s.markRecorded(ctx, cells)
+	var late []Run // outcomes whose run document was already there
+	var at []int
+	for i, r := range runs {
+		if !Final(r.Status) {
+			recorded[i] = false
+		} else if !recorded[i] {
+			late, at = append(late, r), append(at, i)
+		}
+	}
+	if len(late) > 0 {
+		rec, err := s.InsertResults(ctx, late)
+		if err != nil {
+			return nil, err
+		}
+		for k, i := range at {
+			recorded[i] = rec[k]
+		}
+	}
+	return recorded, s.markRecorded(ctx, cells)
 }
 
 func (s *Store) markRecorded(ctx context.Context, cells []string) error {
@@ -300,11 +378,8 @@ func (s *Store) RecordOpenCells(ctx context.Context, epoch int64, limit int) (in
 	var runs []Run
 	for _, d := range docs {
 		ids = append(ids, d.ID)
-		for _, m := range d.Members {
-			runs = append(runs, Run{FireID: m.FireID, Job: m.Job, ScheduledAt: d.ScheduledAt,
-				Trigger: m.Trigger, Status: m.Status, Reason: m.Reason,
-				Instance: d.Instance, Epoch: d.Epoch, ClaimedAt: d.ClaimedAt})
-		}
+		runs = append(runs, d.runs()...)
 	}
-	return len(docs), s.RecordClaims(ctx, ids, runs)
+	_, err = s.RecordClaims(ctx, ids, runs)
+	return len(docs), err
 }

@@ -2,10 +2,12 @@ package store_test
 
 import (
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
 	"github.com/batonhq/baton/internal/testenv"
@@ -37,6 +39,20 @@ func claimers(s *store.Store) map[string]claimer {
 			return s.Claim(ctx, f, claims)
 		},
 	}
+}
+
+func TestTickFireIDIsAVersion7UUIDOfItsTick(t *testing.T) {
+	t.Parallel()
+	tick := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	id := store.TickFireID("a", tick)
+	u, err := uuid.Parse(id)
+	require.NoError(t, err)
+	require.EqualValues(t, 7, u.Version())
+	sec, nsec := u.Time().UnixTime()
+	require.Equal(t, tick, time.Unix(sec, nsec).UTC())
+	require.Equal(t, id, store.TickFireID("a", tick), "the same for every executor")
+	require.NotEqual(t, id, store.TickFireID("b", tick))
+	require.NotEqual(t, id, store.TickFireID("a", tick.Add(time.Nanosecond)))
 }
 
 func TestCellClaimsAreUniquePerTick(t *testing.T) {
@@ -172,8 +188,17 @@ func TestClaimsOfCellsAreRecorded(t *testing.T) {
 	tick := time.Date(2026, 1, 1, 0, 4, 0, 0, time.UTC)
 	var claims []store.Run
 	for i := range 40 { // several cells
-		claims = append(claims, store.Run{FireID: fmt.Sprint("c", i), Job: fmt.Sprint("job", i), ScheduledAt: tick,
-			Group: "* * * * *|UTC", Trigger: store.TriggerSchedule, Status: store.StatusRunning, Epoch: f.Epoch, ClaimedAt: tick})
+		c := store.Run{FireID: store.TickFireID(fmt.Sprint("job", i), tick), Job: fmt.Sprint("job", i), ScheduledAt: tick,
+			Group: "* * * * *|UTC", Trigger: store.TriggerSchedule, Status: store.StatusRunning, Epoch: f.Epoch, ClaimedAt: tick}
+		switch i % 4 { // listed in full, not by name only
+		case 1:
+			c.FireID = fmt.Sprint("own-id-", i)
+		case 2:
+			c.Status, c.Reason = store.StatusMissed, "late"
+		case 3:
+			c.Trigger = store.TriggerCatchUp
+		}
+		claims = append(claims, c)
 	}
 	got, cells, err := s.ClaimCells(ctx, f, claims)
 	require.NoError(t, err)
@@ -196,8 +221,10 @@ func TestClaimsOfCellsAreRecorded(t *testing.T) {
 			done = append(done, claims[i])
 		}
 	}
-	require.NoError(t, s.RecordClaims(ctx, ids, done))
-	require.NoError(t, s.RecordClaims(ctx, ids, done), "recording again changes nothing")
+	_, err = s.RecordClaims(ctx, ids, done)
+	require.NoError(t, err)
+	_, err = s.RecordClaims(ctx, ids, done)
+	require.NoError(t, err, "recording again changes nothing")
 
 	n, err := s.RecordOpenCells(ctx, f.Epoch, 100)
 	require.NoError(t, err)
@@ -211,8 +238,79 @@ func TestClaimsOfCellsAreRecorded(t *testing.T) {
 
 	runs, err = s.Runs(ctx, store.RunQuery{Since: tick, Limit: 100})
 	require.NoError(t, err)
+	byID := map[string]store.Run{}
+	for _, r := range runs {
+		byID[r.FireID] = r
+	}
+	for _, c := range claims {
+		r, ok := byID[c.FireID]
+		require.True(t, ok, "the run of %s is recorded under its fire id", c.Job)
+		r.ClaimedAt, c.ClaimedAt, c.Group = r.ClaimedAt.UTC(), c.ClaimedAt.UTC(), ""
+		r.ScheduledAt, c.ScheduledAt = r.ScheduledAt.UTC(), c.ScheduledAt.UTC()
+		require.Equal(t, c, r, "as claimed")
+	}
 	require.Len(t, runs, len(claims))
 	un, err := s.UnfinishedClaims(ctx, f.Epoch+1, tick)
 	require.NoError(t, err)
-	require.Len(t, un, len(claims), "every claimed tick without an outcome is open for reconciling")
+	require.Len(t, un, len(claims)-len(claims)/4, "every fired tick without an outcome is open for reconciling")
+}
+
+func TestOutcomesAreRecordedWithTheirClaims(t *testing.T) {
+	t.Parallel()
+	s := testenv.Store(t)
+	f := acquire(t, s, "x").Fence()
+	tick := time.Date(2026, 1, 1, 0, 5, 0, 0, time.UTC)
+	var claims []store.Run
+	for _, j := range []string{"a", "b", "c"} {
+		claims = append(claims, store.Run{FireID: store.TickFireID(j, tick), Job: j, ScheduledAt: tick, Group: "g",
+			Trigger: store.TriggerSchedule, Status: store.StatusRunning, Epoch: f.Epoch, ClaimedAt: tick})
+	}
+	_, cells, err := s.ClaimCells(ctx, f, claims)
+	require.NoError(t, err)
+	// Another executor wrote c's claim as running first.
+	_, err = s.RecordClaims(ctx, nil, claims[2:])
+	require.NoError(t, err)
+
+	finished := func(r store.Run, status string) store.Run {
+		fin := tick.Add(time.Second)
+		r.Status, r.StartedAt, r.FinishedAt = status, &tick, &fin
+		return r
+	}
+	runs := []store.Run{finished(claims[0], store.StatusSucceeded), finished(claims[1], store.StatusFailed), finished(claims[2], store.StatusFailed)}
+	recorded, err := s.RecordClaims(ctx, keys(cells), runs)
+	require.NoError(t, err)
+	require.Equal(t, []bool{true, true, true}, recorded, "in the run document, or, for c, as a result")
+
+	tests := []struct {
+		status string
+		want   []string
+	}{
+		{store.StatusFailed, []string{"c", "b"}},
+		{store.StatusSucceeded, []string{"a"}},
+		{store.StatusRunning, nil},
+		{"", []string{"c", "b", "a"}},
+	}
+	for _, tc := range tests {
+		got, err := s.Runs(ctx, store.RunQuery{Status: tc.status, Since: tick})
+		require.NoError(t, err)
+		var jobs []string
+		for _, r := range got {
+			require.NotEqual(t, store.StatusRunning, r.Status)
+			jobs = append(jobs, r.Job)
+		}
+		slices.Sort(tc.want)
+		slices.Sort(jobs)
+		require.Equal(t, tc.want, jobs, "status %q", tc.status)
+	}
+	un, err := s.UnfinishedClaims(ctx, f.Epoch+1, tick)
+	require.NoError(t, err)
+	require.Empty(t, un)
+}
+
+func keys[V any](m map[string]V) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
 }

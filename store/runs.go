@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -205,8 +207,27 @@ func (s *Store) Runs(ctx context.Context, q RunQuery) ([]Run, error) {
 	defer cancel()
 
 	if Final(q.Status) {
+		// An outcome is a result document, or the run document itself
+		// when its claim was recorded together with it (RecordClaims).
 		filter["status"] = q.Status
-		return s.findRuns(ctx, s.results, filter, q.Limit)
+		results, err := s.findRuns(ctx, s.results, filter, q.Limit)
+		if err != nil {
+			return nil, err
+		}
+		runs, err := s.findRuns(ctx, s.runs, filter, q.Limit)
+		if err != nil {
+			return nil, err
+		}
+		merged := append(results, runs...)
+		slices.SortFunc(merged, func(a, b Run) int {
+			if c := b.ScheduledAt.Compare(a.ScheduledAt); c != 0 {
+				return c
+			}
+			return strings.Compare(b.FireID, a.FireID)
+		})
+		// A retried write can leave an outcome in both; show it once.
+		merged = slices.CompactFunc(merged, func(a, b Run) bool { return a.FireID == b.FireID })
+		return merged[:min(len(merged), q.Limit)], nil
 	}
 	if q.Status != "" {
 		filter["status"] = q.Status

@@ -289,13 +289,25 @@ func batonBurst(ctx context.Context, env *benchEnv, n int, profiles burstProfile
 		return r, timedOut
 	}
 	// Exactly once: one claim and one outcome per job in the store.
-	claims, err1 := db.Collection("runs").CountDocuments(ctx, bson.M{})
-	results, err2 := db.Collection("run_results").CountDocuments(ctx, bson.M{})
-	if err := errors.Join(err1, err2); err != nil {
+	claims, results, err := countRuns(ctx, db, bson.M{})
+	if err != nil {
 		return r, err
 	}
 	if claims != int64(n) || results != int64(n) || st.Dups > 0 || st.Distinct != n {
 		r.Note += fmt.Sprintf("; MISMATCH: %d claims, %d results, %d distinct fires, %d duplicates", claims, results, st.Distinct, st.Dups)
 	}
 	return r, nil
+}
+
+// countRuns counts the run documents (claims) matching filter, and their
+// outcomes: result documents, and run documents written with their outcome.
+func countRuns(ctx context.Context, db *mongo.Database, filter bson.M) (claims, outcomes int64, err error) {
+	claims, err1 := db.Collection("runs").CountDocuments(ctx, filter)
+	results, err2 := db.Collection("run_results").CountDocuments(ctx, filter)
+	final := bson.M{"status": bson.M{"$in": []string{store.StatusSucceeded, store.StatusFailed, store.StatusCancelled}}}
+	for k, v := range filter {
+		final[k] = v
+	}
+	finished, err3 := db.Collection("runs").CountDocuments(ctx, final)
+	return claims, results + finished, errors.Join(err1, err2, err3)
 }

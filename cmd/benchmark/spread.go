@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -160,9 +159,8 @@ func checkWindow(ctx context.Context, db *mongo.Database, st recvStats, want int
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	in := bson.M{"scheduled_at": bson.M{"$gte": from, "$lt": to}}
-	claims, err1 := db.Collection("runs").CountDocuments(ctx, in)
-	results, err2 := db.Collection("run_results").CountDocuments(ctx, in)
-	if err := errors.Join(err1, err2); err != nil {
+	claims, results, err := countRuns(ctx, db, in)
+	if err != nil {
 		return fmt.Sprintf("counting the window's runs in the store failed: %v", err)
 	}
 	if claims != int64(want) || st.Dups > 0 || st.Distinct != st.Count {
