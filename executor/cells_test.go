@@ -3,6 +3,7 @@ package executor_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 
 	"github.com/batonhq/baton/executor"
 	"github.com/batonhq/baton/internal/testenv"
+	"github.com/batonhq/baton/job"
 	"github.com/batonhq/baton/store"
 )
 
@@ -73,4 +75,24 @@ func TestTicksAnExecutorLeftInItsCellsAreRecorded(t *testing.T) {
 	for _, r := range runsOf(t, st, "a") {
 		require.Equal(t, 1, fired[r.ScheduledAt], "fired %v, recorded %v", fired, r.ScheduledAt)
 	}
+}
+
+// The recorder leaves the store to the dispatch while the workers have a
+// backlog, but not for long: with targets slower than the schedule the
+// backlog never ends, and outcomes must still be recorded.
+func TestOutcomesAreRecordedWhileTheWorkersHaveABacklog(t *testing.T) {
+	t.Parallel()
+	var jobs []*job.Job
+	for i := range 20 {
+		jobs = append(jobs, everySecond(fmt.Sprint("busy-", i), nil))
+	}
+	b := setup(t, time.Second, time.Time{}, jobs...) // 20 fires a second, 8 workers of 1 a second each
+	require.Eventually(t, func() bool {
+		for _, r := range runsOf(t, b.st, "busy-0") {
+			if r.Status == store.StatusSucceeded {
+				return true
+			}
+		}
+		return false
+	}, 15*time.Second, 100*time.Millisecond)
 }

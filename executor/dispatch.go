@@ -57,6 +57,16 @@ const (
 // previous run in progress is recorded as skipped (forbid), replaces it
 // (replace), or runs beside it (allow). Called with claimMu held.
 func (ts *termState) claimAndDispatch(plan []planned, mode claimMode) error {
+	// A part's fires are handed to the workers while the next part is
+	// claimed: the workers' queue holds a fraction of a part, and they
+	// would otherwise wait for every claim but the first (measured at
+	// 100,000 jobs: 16 claims of about 90 ms each).
+	var feeding chan struct{}
+	defer func() {
+		if feeding != nil {
+			<-feeding
+		}
+	}()
 	for _, part := range ts.claimParts(plan) {
 		if ts.stopping.Load() || !ts.term.Valid() {
 			return errLostLead
@@ -111,6 +121,7 @@ func (ts *termState) claimAndDispatch(plan []planned, mode claimMode) error {
 			}
 			ts.e.emit(toRecord{cell: id, claims: runs})
 		}
+		var send []*fire
 		for i, ok := range claimed {
 			f := fires[i]
 			switch {
@@ -118,13 +129,24 @@ func (ts *termState) claimAndDispatch(plan []planned, mode claimMode) error {
 				ts.release(f) // another executor, or an earlier pass, has it
 			case !ok:
 			case f != nil:
-				ts.schedule(f)
+				send = append(send, f)
 			default:
 				if h := ts.e.cfg.Hooks.Recorded; h != nil {
 					h(claims[i].Job, claims[i].Status)
 				}
 			}
 		}
+		if feeding != nil {
+			<-feeding // in claim order
+		}
+		fed := make(chan struct{})
+		feeding = fed
+		go func() { // owned by this call, which waits for fed
+			defer close(fed)
+			for _, f := range send {
+				ts.schedule(f)
+			}
+		}()
 	}
 	return nil
 }
@@ -399,12 +421,20 @@ func (e *Executor) record() {
 	t := e.clock.NewTicker(e.cfg.RecordInterval)
 	defer t.Stop()
 	dropped := 0
+	wrote := e.clock.Now()
 	for {
 		select {
 		case <-q.full:
 		case <-t.Chan():
 		}
 		q.ripen(e.clock.Now().Add(-e.cfg.ClaimHold))
+		if len(e.fires) > 0 && q.size() < maxDeferred && !q.isClosed() && e.clock.Since(wrote) < maxDefer {
+			// A burst is being dispatched: leave the store's time, and the
+			// CPU it takes, to the claims and the dispatch (burst-10k:
+			// p99 lag 1.47 s to 0.74 s), for a while.
+			continue
+		}
+		wrote = e.clock.Now()
 		for {
 			batch, size, final := q.take(4 * e.cfg.RecordBatch)
 			if len(batch) == 0 {
@@ -544,6 +574,27 @@ func (q *recordQueue) take(max int) (batch []toRecord, size int, final bool) {
 	}
 	return q.pending[:n:n], size, q.closed && len(q.cells) == 0
 }
+
+// size returns the runs pending.
+func (q *recordQueue) size() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.runs
+}
+
+func (q *recordQueue) isClosed() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.closed
+}
+
+// maxDeferred and maxDefer bound the runs the recorder keeps, and for how
+// long it keeps them, while the workers have a backlog: with slow targets
+// that may be always.
+const (
+	maxDeferred = 200_000
+	maxDefer    = 5 * time.Second
+)
 
 // done drops the first n pending items, of size runs, once written.
 func (q *recordQueue) done(n, size int) {
