@@ -32,9 +32,11 @@ const (
 
 // Run is one tick of one job: its claim and, once it finished, its outcome.
 //
-// A claim is stored in the runs collection when the tick is claimed (status
-// running, skipped or missed). The outcome of a fired tick is a second
-// document, in run_results, with the same _id. Readers merge the two.
+// A run document is stored in the runs collection, unique on (job,
+// scheduled_at). A tick claimed on its own is claimed by inserting it; a
+// tick claimed through its cell (see CellID) gets it after dispatch,
+// usually together with its outcome. Otherwise the outcome is a second
+// document, in run_results, with the same _id, and readers merge the two.
 type Run struct {
 	FireID      string    `bson:"_id" json:"fire_id"`
 	Job         string    `bson:"job" json:"job"`
