@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -95,4 +96,51 @@ func TestOutcomesAreRecordedWhileTheWorkersHaveABacklog(t *testing.T) {
 		}
 		return false
 	}, 15*time.Second, 100*time.Millisecond)
+}
+
+// failAfterClaim is a store whose first cell claim lands but reports an
+// error, as a claim call whose last step failed.
+type failAfterClaim struct {
+	*store.Store
+	mu     sync.Mutex
+	failed []time.Time // the ticks of the failed call
+}
+
+func (s *failAfterClaim) ClaimCells(ctx context.Context, f store.Fence, claims []store.Run) ([]bool, map[string][]int, error) {
+	claimed, cells, err := s.Store.ClaimCells(ctx, f, claims)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err != nil || s.failed != nil || len(cells) == 0 {
+		return claimed, cells, err
+	}
+	for _, c := range claims {
+		s.failed = append(s.failed, c.ScheduledAt)
+	}
+	return claimed, cells, errors.New("test: the store failed after the claim landed")
+}
+
+// A tick whose claim landed is sent even when the claim call then failed:
+// catch-up finds it claimed and would never send it.
+func TestTicksClaimedBeforeAStoreErrorStillFire(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := testenv.Store(t)
+	l := acquireLease(t, st, "exec")
+	require.NoError(t, st.CreateJob(ctx, l.Fence(), everySecond("a", nil)))
+	fail := &failAfterClaim{Store: st}
+	disp := &fakeDispatcher{}
+	lead(t, fail, l, executor.Config{Workers: 2}, disp)
+
+	require.Eventually(t, func() bool {
+		fail.mu.Lock()
+		defer fail.mu.Unlock()
+		return fail.failed != nil && len(disp.ticks()["a"]) >= 3
+	}, 15*time.Second, 10*time.Millisecond)
+	fail.mu.Lock()
+	tick := fail.failed[0]
+	fail.mu.Unlock()
+	require.Equal(t, 1, disp.ticks()["a"][tick], "the tick of the failed call fired once")
+	for at, n := range disp.ticks()["a"] {
+		require.Equal(t, 1, n, "tick %v", at)
+	}
 }

@@ -106,7 +106,7 @@ func (ts *termState) claimAndDispatch(plan []planned, mode claimMode) error {
 		if h := ts.e.cfg.Hooks.StoreOp; h != nil {
 			h("claim", len(claims), time.Since(start), err)
 		}
-		if err != nil {
+		if err != nil && claimed == nil {
 			for _, f := range fires {
 				if f != nil {
 					ts.release(f)
@@ -114,6 +114,8 @@ func (ts *termState) claimAndDispatch(plan []planned, mode claimMode) error {
 			}
 			return err
 		}
+		// After an error, the ticks reported claimed are still this
+		// call's, and are sent; catch-up finds the others.
 		for id, idx := range cells {
 			runs := make([]store.Run, len(idx))
 			for k, i := range idx {
@@ -147,6 +149,9 @@ func (ts *termState) claimAndDispatch(plan []planned, mode claimMode) error {
 				ts.schedule(f)
 			}
 		}()
+		if err != nil {
+			return err
+		}
 	}
 	return nil
 }
