@@ -195,7 +195,7 @@ func Default() *Config {
 		Token:    Token{RotateInterval: 10 * time.Minute, HealthTimeout: time.Second},
 		Watchdog: Watchdog{Interval: 2 * time.Second},
 		CRUD:     CRUD{Timeout: 10 * time.Second},
-		Executor: Executor{Workers: 256, ClaimBatch: 1000},
+		Executor: Executor{Workers: 256, ClaimBatch: 4000},
 		Runs:     Runs{Retention: 30 * 24 * time.Hour},
 		Log:      Log{Level: "info", Format: "json"},
 		Auth:     Auth{Tokens: []AuthToken{}},

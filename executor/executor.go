@@ -62,7 +62,8 @@ type Config struct {
 	InstanceID string
 	// Workers is the number of concurrent dispatches (256).
 	Workers int
-	// ClaimBatch is the number of ticks claimed per store call (1000).
+	// ClaimBatch is about the number of ticks claimed per store call
+	// (4000); see claimParts.
 	ClaimBatch int
 	// LoadBatch is how many jobs join the schedule at a time when a term
 	// loads them (1000): a job can fire once its batch is in.
@@ -118,7 +119,7 @@ type Executor struct {
 // New returns an executor. Start must be called before it can lead.
 func New(cfg Config, st Store, disp Dispatcher) *Executor {
 	cfg.Workers = cmp.Or(cfg.Workers, 256)
-	cfg.ClaimBatch = cmp.Or(cfg.ClaimBatch, 1000)
+	cfg.ClaimBatch = cmp.Or(cfg.ClaimBatch, 4000)
 	cfg.LoadBatch = cmp.Or(cfg.LoadBatch, 1000)
 	cfg.RecordBatch = cmp.Or(cfg.RecordBatch, 500)
 	cfg.RecordInterval = cmp.Or(cfg.RecordInterval, 100*time.Millisecond)

@@ -103,7 +103,7 @@ func parseFlags(args []string) (options, error) {
 	sizes := fs.String("sizes", "350,10000,100000", "burst sizes N (comma-separated)")
 	scen := fs.String("scenarios", "ref,burst,crud,takeover,spread", "scenarios to run")
 	fs.IntVar(&o.workers, "workers", 256, "Baton's executor.workers, and the raw loop's concurrency")
-	fs.IntVar(&o.claimBatch, "claim-batch", 1000, "Baton's executor.claim_batch")
+	fs.IntVar(&o.claimBatch, "claim-batch", 4000, "Baton's executor.claim_batch")
 	fs.DurationVar(&o.lead, "lead", 0, "time from inserting a burst's jobs to its due second (0: from N)")
 	fs.DurationVar(&o.timeout, "timeout", 5*time.Minute, "limit per scenario")
 	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the largest Baton burst to this file")
