@@ -3,10 +3,9 @@ package store
 import (
 	"context"
 	"fmt"
+	"time"
 
-	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/batonhq/baton/internal/groupcommit"
 	"github.com/batonhq/baton/job"
@@ -39,6 +38,7 @@ type requestResult struct {
 type finishedRequest struct {
 	id    string
 	reply []byte
+	at    time.Time
 }
 
 func (s *Store) initCommits() {
@@ -115,16 +115,19 @@ func (s *Store) beginRequests(ctx context.Context, items []fencedRequest) []requ
 	return out
 }
 
+// finishRequests stores replies as documents of their own: FerretDB inserts
+// a batch in one transaction, but applies an update per document, each
+// taking the write lock that claims and job writes wait for (measured: 1,000
+// creates through a standby at concurrency 32, 319/s with the reply set on
+// the request document, 771/s inserted beside it). A reply already there is
+// the same request finished again, not an error.
 func (s *Store) finishRequests(ctx context.Context, items []finishedRequest) []error {
-	models := make([]mongo.WriteModel, len(items))
+	docs := make([]any, len(items))
 	for i, it := range items {
-		models[i] = mongo.NewUpdateOneModel().SetFilter(bson.M{"_id": it.id}).
-			SetUpdate(bson.M{"$set": bson.M{"state": RequestDone, "reply": it.reply}})
+		docs[i] = requestReply{ID: it.id, Reply: it.reply, CreatedAt: it.at}
 	}
-	octx, cancel := s.opContext(ctx)
-	defer cancel()
 	errs := make([]error, len(items))
-	if _, err := s.requests.BulkWrite(octx, models, options.BulkWrite().SetOrdered(false)); err != nil {
+	if _, err := s.insertMany(ctx, s.replies, docs); err != nil {
 		for i := range errs {
 			errs[i] = fmt.Errorf("store: finish %d requests: %w", len(items), err)
 		}

@@ -20,7 +20,8 @@ const (
 	RequestAbandoned = "abandoned"
 )
 
-// Request is the record of one forwarded write.
+// Request is the record of one forwarded write. Its reply is stored as a
+// document of its own (see finishRequests); Request reads both.
 type Request struct {
 	ID        string    `bson:"_id"`
 	State     string    `bson:"state"`
@@ -63,14 +64,22 @@ func (s *Store) decided(ctx context.Context, id string) (*Request, error) {
 	return existing, fmt.Errorf("store: request %s is %s: %w", id, existing.State, ErrExists)
 }
 
-// FinishRequest stores the reply of an applied request, so that a caller
-// that timed out after the executor began can still learn the outcome.
-// Concurrent calls share one write.
-func (s *Store) FinishRequest(ctx context.Context, id string, reply []byte) error {
-	return s.commits.finishRequest.Do(ctx, finishedRequest{id: id, reply: reply})
+// FinishRequest stores the reply of an applied request, which makes it
+// done, so that a caller that timed out after the executor began can still
+// learn the outcome. Concurrent calls share one write.
+func (s *Store) FinishRequest(ctx context.Context, id string, reply []byte, now time.Time) error {
+	return s.commits.finishRequest.Do(ctx, finishedRequest{id: id, reply: reply, at: now})
 }
 
-// Request reads the record of request id.
+// requestReply is the reply of a finished request.
+type requestReply struct {
+	ID        string    `bson:"_id"`
+	Reply     []byte    `bson:"reply"`
+	CreatedAt time.Time `bson:"created_at"`
+}
+
+// Request reads the record of request id: done once its reply is stored.
+// Earlier versions stored the reply in the request document itself.
 func (s *Store) Request(ctx context.Context, id string) (*Request, error) {
 	octx, cancel := s.opContext(ctx)
 	defer cancel()
@@ -80,6 +89,17 @@ func (s *Store) Request(ctx context.Context, id string) (*Request, error) {
 			return nil, fmt.Errorf("store: request %s: %w", id, ErrNotFound)
 		}
 		return nil, fmt.Errorf("store: read request %s: %w", id, err)
+	}
+	if r.State != RequestApplying {
+		return &r, nil
+	}
+	var reply requestReply
+	switch err := s.replies.FindOne(octx, bson.M{"_id": id}).Decode(&reply); {
+	case errors.Is(err, mongo.ErrNoDocuments):
+	case err != nil:
+		return nil, fmt.Errorf("store: read the reply of request %s: %w", id, err)
+	default:
+		r.State, r.Reply = RequestDone, reply.Reply
 	}
 	return &r, nil
 }

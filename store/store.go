@@ -40,7 +40,7 @@ type Store struct {
 	cellCap int // members per cell document (maxCellMembers)
 	commits commits
 
-	lease, instances, jobs, runs, cells, results, stats, requests *mongo.Collection
+	lease, instances, jobs, runs, cells, results, stats, requests, replies *mongo.Collection
 }
 
 // maxBatch bounds every multi-statement write. FerretDB 1.24 never answers an
@@ -86,6 +86,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		results:   db.Collection("run_results"),
 		stats:     db.Collection("job_stats"),
 		requests:  db.Collection("crud_requests"),
+		replies:   db.Collection("crud_replies"),
 	}
 	s.initCommits()
 	if err := s.Ping(ctx); err != nil {
@@ -167,6 +168,7 @@ func (s *Store) ensureIndexes(ctx context.Context) error {
 		{s.cells, "claimed_at", s.retention},
 		{s.results, "finished_at", s.retention},
 		{s.requests, "created_at", requestRetention},
+		{s.replies, "created_at", requestRetention},
 	}
 	for _, x := range ttl {
 		_, err := x.c.Indexes().CreateOne(ctx, mongo.IndexModel{
@@ -207,6 +209,7 @@ func (s *Store) Prune(ctx context.Context, now time.Time) error {
 		{s.cells, "claimed_at", now.Add(-s.retention)},
 		{s.results, "finished_at", now.Add(-s.retention)},
 		{s.requests, "created_at", now.Add(-requestRetention)},
+		{s.replies, "created_at", now.Add(-requestRetention)},
 	} {
 		// A range delete scans the collection on such a server: give it
 		// far longer than a lookup.

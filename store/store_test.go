@@ -329,17 +329,44 @@ func TestRequestIsDecidedOnce(t *testing.T) {
 	rec, err := s.AbandonRequest(ctx, "r1", time.Now())
 	require.ErrorIs(t, err, store.ErrExists)
 	require.Equal(t, store.RequestApplying, rec.State)
-	require.NoError(t, s.FinishRequest(ctx, "r1", []byte(`{"ok":true}`)))
+	require.NoError(t, s.FinishRequest(ctx, "r1", []byte(`{"ok":true}`), time.Now()))
 	rec, err = s.Request(ctx, "r1")
 	require.NoError(t, err)
 	require.Equal(t, store.RequestDone, rec.State)
 	require.JSONEq(t, `{"ok":true}`, string(rec.Reply))
+	require.NoError(t, s.FinishRequest(ctx, "r1", []byte(`{"ok":true}`), time.Now()), "a redelivery may finish it again")
+	rec, err = s.AbandonRequest(ctx, "r1", time.Now())
+	require.ErrorIs(t, err, store.ErrExists, "a finished request is never abandoned")
+	require.Equal(t, store.RequestDone, rec.State)
+	require.JSONEq(t, `{"ok":true}`, string(rec.Reply))
+	rec, err = s.BeginRequest(ctx, f, "r1", time.Now())
+	require.ErrorIs(t, err, store.ErrExists, "a redelivered request is not applied again")
+	require.Equal(t, store.RequestDone, rec.State)
 
 	_, err = s.AbandonRequest(ctx, "r2", time.Now())
 	require.NoError(t, err)
 	rec, err = s.BeginRequest(ctx, f, "r2", time.Now())
 	require.ErrorIs(t, err, store.ErrExists, "an abandoned request is never applied")
 	require.Equal(t, store.RequestAbandoned, rec.State)
+}
+
+// A request that the version before separate replies finished, with its
+// reply in the request document, reads as done.
+func TestRequestFinishedInPlaceIsDone(t *testing.T) {
+	t.Parallel()
+	name := testenv.Name(t)
+	s := testenv.StoreNamed(t, name)
+	mc, err := mongo.Connect(options.Client().ApplyURI(testenv.MongoURI(t)))
+	require.NoError(t, err)
+	defer func() { _ = mc.Disconnect(ctx) }()
+	_, err = mc.Database(name).Collection("crud_requests").InsertOne(ctx, bson.M{"_id": "old",
+		"state": store.RequestDone, "epoch": 1, "reply": []byte(`{"ok":true}`), "created_at": time.Now().UTC()})
+	require.NoError(t, err)
+
+	rec, err := s.AbandonRequest(ctx, "old", time.Now())
+	require.ErrorIs(t, err, store.ErrExists)
+	require.Equal(t, store.RequestDone, rec.State)
+	require.JSONEq(t, `{"ok":true}`, string(rec.Reply))
 }
 
 func TestInstanceIDClash(t *testing.T) {
@@ -555,7 +582,7 @@ func TestConcurrentWritesGetTheirOwnAnswers(t *testing.T) {
 			} else {
 				require.NoError(t, err, c.name)
 			}
-			require.NoError(t, s.FinishRequest(ctx, c.reqID, []byte(`{"name":"`+c.name+`"}`)))
+			require.NoError(t, s.FinishRequest(ctx, c.reqID, []byte(`{"name":"`+c.name+`"}`), time.Now()))
 		}()
 	}
 	close(start)
