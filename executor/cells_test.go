@@ -144,3 +144,50 @@ func TestTicksClaimedBeforeAStoreErrorStillFire(t *testing.T) {
 		require.Equal(t, 1, n, "tick %v", at)
 	}
 }
+
+// A group pass larger than the claim batch is claimed in parts of whole
+// cells, each handed to the recorder as it is claimed and completed with
+// its outcomes there: every tick fires once and is recorded once, with its
+// outcome, whatever the split.
+func TestTicksClaimedInPartsAreRecordedOnce(t *testing.T) {
+	t.Parallel()
+	for _, batch := range []int{1, 7, 1000} {
+		t.Run(fmt.Sprint("claim batch ", batch), func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			st := testenv.Store(t)
+			l := acquireLease(t, st, "exec")
+			var names []string
+			for i := range 40 {
+				names = append(names, fmt.Sprint("j-", i))
+				require.NoError(t, st.CreateJob(ctx, l.Fence(), everySecond(names[i], nil)))
+			}
+			disp := &fakeDispatcher{}
+			exec, _ := lead(t, st, l, executor.Config{Workers: 8, ClaimBatch: batch}, disp)
+			require.Eventually(t, func() bool { return len(disp.ticks()["j-39"]) >= 3 }, 15*time.Second, 10*time.Millisecond)
+			sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			exec.Stop(sctx)
+			require.NoError(t, exec.Close(sctx))
+
+			ticks := disp.ticks()
+			for _, name := range names {
+				recorded := map[time.Time]bool{}
+				for _, r := range runsOf(t, st, name) {
+					require.False(t, recorded[r.ScheduledAt], "%s at %s: one run", name, r.ScheduledAt)
+					recorded[r.ScheduledAt] = true
+					if ticks[name][r.ScheduledAt] == 0 {
+						// Claimed as the executor stepped down.
+						require.Equal(t, store.StatusCancelled, r.Status, "%s at %s", name, r.ScheduledAt)
+						continue
+					}
+					require.Equal(t, 1, ticks[name][r.ScheduledAt], "%s fired once at %s", name, r.ScheduledAt)
+					require.Equal(t, store.StatusSucceeded, r.Status, "%s at %s", name, r.ScheduledAt)
+				}
+				for at := range ticks[name] {
+					require.True(t, recorded[at], "%s at %s fired without a run", name, at)
+				}
+			}
+		})
+	}
+}
