@@ -352,6 +352,20 @@ func TestInstanceIDClashIsAnError(t *testing.T) {
 	require.Contains(t, e.c.LogOf("i1", 1), "instance.id")
 }
 
+// TestRestartRightAfterKill: a process restarted at once after SIGKILL
+// (systemd, an orchestrator) finds its old registration still live, and
+// must wait for it to go stale instead of exiting.
+func TestRestartRightAfterKill(t *testing.T) {
+	t.Parallel()
+	e := start(t, 1, nil)
+	n := e.c.Nodes[0]
+	n.Kill()
+	began := time.Now()
+	require.NoError(t, n.Start(), "a restart after SIGKILL must not be taken for an id clash")
+	t.Logf("served again %s after SIGKILL", time.Since(began).Round(time.Millisecond))
+	require.Contains(t, e.c.LogOf("i1", 1), "waiting for it to go stale", "the restart found the old registration live")
+}
+
 func TestScheduleFileIsIdempotent(t *testing.T) {
 	t.Parallel()
 	file := t.TempDir() + "/jobs.yaml"

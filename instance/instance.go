@@ -172,11 +172,7 @@ func start(ctx context.Context, cfg Config) (*Instance, error) {
 		return nil, fmt.Errorf("http.listen %s: %w", listen, err)
 	}
 	inst.ln = ln
-	now := time.Now().UTC()
-	err = inst.Store.RegisterInstance(ctx, store.Instance{ID: cfg.ID, Session: inst.session, Datacenter: cfg.Datacenter,
-		Role: store.RoleStandby, HTTPAddr: ln.Addr().String(), Version: cfg.Version, StartedAt: now, LastSeen: now},
-		3*heartbeatEvery)
-	if err != nil {
+	if err := inst.register(ctx, ln.Addr().String()); err != nil {
 		_ = ln.Close()
 		return nil, fmt.Errorf("instance.id %q: %w", cfg.ID, err)
 	}
@@ -239,7 +235,47 @@ func (l leaders) Stop(ctx context.Context) {
 	l.exec.Stop(ctx)
 }
 
-const heartbeatEvery = time.Second
+const (
+	heartbeatEvery = time.Second
+	// staleAfter is how long a registration stays live without a
+	// heartbeat. A process that was killed, or whose last write was lost,
+	// leaves its registration live for this long.
+	staleAfter = 3 * heartbeatEvery
+)
+
+// register claims the instance id. A restart right after a crash (systemd,
+// an orchestrator, a deploy that had to SIGKILL) finds the old process's
+// registration still live: it waits for that to go stale rather than
+// exiting, as a dead process stops heartbeating. A live process with the
+// same id keeps it fresh, so that clash is still reported, after
+// staleAfter. Store errors are retried like opening the store.
+func (inst *Instance) register(ctx context.Context, httpAddr string) error {
+	started := time.Now().UTC()
+	clashUntil := time.Now().Add(staleAfter + heartbeatEvery)
+	b := backoff.Backoff{Min: 200 * time.Millisecond, Max: 5 * time.Second}
+	for {
+		now := time.Now().UTC()
+		err := inst.Store.RegisterInstance(ctx, store.Instance{ID: inst.cfg.ID, Session: inst.session,
+			Datacenter: inst.cfg.Datacenter, Role: store.RoleStandby, HTTPAddr: httpAddr, Version: inst.cfg.Version,
+			StartedAt: started, LastSeen: now}, staleAfter)
+		delay := b.Next()
+		switch {
+		case err == nil:
+			return nil
+		case errors.Is(err, store.ErrInstanceIDUsed):
+			if time.Now().After(clashUntil) {
+				return err
+			}
+			inst.log.Warn("instance.id is registered as live; waiting for it to go stale", "error", err)
+			delay = heartbeatEvery / 2
+		default:
+			inst.log.Warn("registering the instance failed; retrying", "error", err, "retry_in", delay)
+		}
+		if !backoff.Sleep(ctx, delay) {
+			return ctx.Err()
+		}
+	}
+}
 
 func (inst *Instance) run(ctx context.Context) error {
 	cfg := inst.cfg

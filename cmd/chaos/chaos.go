@@ -331,7 +331,12 @@ func allFaults() []fault {
 			var wg sync.WaitGroup
 			for _, n := range x.c.Nodes {
 				wg.Add(1)
-				go func() { defer wg.Done(); _ = n.Term(15 * time.Second) }()
+				go func() {
+					defer wg.Done()
+					if err := n.Term(15 * time.Second); err != nil {
+						x.log.Warn("restart-all: killed after SIGTERM", "node", n.ID, "error", err)
+					}
+				}()
 			}
 			wg.Wait()
 			for _, n := range x.c.Nodes {

@@ -235,11 +235,21 @@ func (n *Node) waitHTTP(timeout time.Duration) error {
 		}
 		select {
 		case <-n.exited:
-			return fmt.Errorf("instance %s exited during start; see %s", n.ID, n.logPath)
+			return fmt.Errorf("instance %s exited during start; see %s; it ended with:\n%s", n.ID, n.logPath, n.logTail(1500))
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
 	return fmt.Errorf("instance %s did not serve HTTP within %s; see %s", n.ID, timeout, n.logPath)
+}
+
+// logTail returns the last max bytes of the instance's log, so that a
+// failure report from a run whose logs are gone (CI) still says why.
+func (n *Node) logTail(max int) string {
+	b, _ := os.ReadFile(n.logPath)
+	if len(b) > max {
+		b = b[len(b)-max:]
+	}
+	return string(b)
 }
 
 // Running reports whether the process is alive.
