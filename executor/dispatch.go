@@ -24,8 +24,12 @@ type planned struct {
 
 // fire is a claimed tick on its way to a worker.
 type fire struct {
-	ts     *termState
-	run    store.Run
+	ts *termState
+	// run points at the tick's claim, in the claims its part hands to the
+	// recorder: a copy per fire was a third of a burst's fires' memory.
+	// The recorder replaces the claim with the outcome only after the
+	// fire has handed that over, so it is read-only while the fire lives.
+	run    *store.Run
 	job    *job.Job
 	dueAt  time.Time // scheduled time plus jitter
 	ctx    context.Context
@@ -89,7 +93,7 @@ func (ts *termState) claimAndDispatch(plan []planned, mode claimMode) error {
 				Group: p.en.sched.Key(),
 			}
 			if status == store.StatusRunning {
-				fires[i] = ts.newFire(claims[i], p.en.job)
+				fires[i] = ts.newFire(&claims[i], p.en.job)
 			}
 		}
 		start := time.Now()
@@ -221,7 +225,7 @@ func (ts *termState) overlapping(j *job.Job) bool {
 
 // newFire registers a fire as running for j. Under replace it cancels the
 // runs in progress first.
-func (ts *termState) newFire(r store.Run, j *job.Job) *fire {
+func (ts *termState) newFire(r *store.Run, j *job.Job) *fire {
 	ctx, cancel := context.WithCancel(context.Background())
 	f := &fire{ts: ts, run: r, job: j, ctx: ctx, cancel: cancel, dueAt: r.ScheduledAt}
 	if j.Jitter > 0 {
@@ -299,7 +303,7 @@ func (ts *termState) cancelPending(reason string) {
 
 func (ts *termState) cancelled(f *fire, reason string) {
 	ts.release(f)
-	r := f.run
+	r := *f.run
 	fin := ts.now()
 	r.Status, r.Error, r.FinishedAt = store.StatusCancelled, reason, &fin
 	if h := ts.e.cfg.Hooks.Recorded; h != nil {
@@ -373,7 +377,7 @@ func (e *Executor) dispatch(f *fire) {
 		return nil
 	}
 	res := e.disp.Dispatch(f.ctx, target.Fire{FireID: f.run.FireID, Job: f.job, ScheduledAt: f.run.ScheduledAt, Trigger: f.run.Trigger, Instance: e.cfg.InstanceID, Epoch: term.Epoch()}, allow)
-	r := resultRun(f.run, res)
+	r := resultRun(*f.run, res)
 	if r.Status == store.StatusCancelled && f.ctx.Err() != nil && r.Error == "" {
 		r.Error = "cancelled by a newer run (concurrency replace)"
 	}
