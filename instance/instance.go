@@ -253,6 +253,7 @@ func (inst *Instance) register(ctx context.Context, httpAddr string) error {
 	started := time.Now().UTC()
 	clashUntil := time.Now().Add(staleAfter + heartbeatEvery)
 	b := backoff.Backoff{Min: 200 * time.Millisecond, Max: 5 * time.Second}
+	waiting := false
 	for {
 		now := time.Now().UTC()
 		err := inst.Store.RegisterInstance(ctx, store.Instance{ID: inst.cfg.ID, Session: inst.session,
@@ -266,8 +267,10 @@ func (inst *Instance) register(ctx context.Context, httpAddr string) error {
 			if time.Now().After(clashUntil) {
 				return err
 			}
-			inst.log.Warn("instance.id is registered as live; waiting for it to go stale", "error", err)
-			delay = heartbeatEvery / 2
+			if !waiting {
+				inst.log.Warn("instance.id is registered as live; waiting for it to go stale", "error", err, "up_to", time.Until(clashUntil).Round(time.Millisecond))
+			}
+			waiting, delay = true, heartbeatEvery/2
 		default:
 			inst.log.Warn("registering the instance failed; retrying", "error", err, "retry_in", delay)
 		}
