@@ -178,6 +178,7 @@ func (ts *termState) load(from time.Time) error {
 		_, loaded := ts.jobs[j.Name]
 		ts.mu.Unlock()
 		if !loaded {
+			j.ShareStrings()
 			batch = append(batch, j)
 		}
 		if len(batch) == size {

@@ -2,6 +2,7 @@ package job
 
 import (
 	"time"
+	"unique"
 
 	"github.com/batonhq/baton/schedule"
 )
@@ -187,5 +188,19 @@ func (j *Job) FillNextRun(now time.Time) {
 		if next := s.Next(now); !next.IsZero() {
 			j.NextRunAt = &next
 		}
+	}
+}
+
+// ShareStrings makes the strings that many jobs tend to have in common
+// (schedule, timezone, policies, target type, method, URL) share one copy
+// with every other job's equal string. An executor holds every job; at
+// 100,000 jobs decoded strings are a tenth of its live heap.
+func (j *Job) ShareStrings() {
+	for _, s := range []*string{&j.Schedule, &j.Timezone, &j.Misfire, &j.Concurrency, &j.Target.Type} {
+		*s = unique.Make(*s).Value()
+	}
+	if h := j.Target.HTTP; h != nil {
+		h.Method = unique.Make(h.Method).Value()
+		h.URL = unique.Make(h.URL).Value()
 	}
 }

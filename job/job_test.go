@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/stretchr/testify/require"
 )
@@ -135,4 +136,34 @@ every-minute:
 		_, err := DecodeFile([]byte(b.body), Options{})
 		require.ErrorContains(t, err, b.fragment)
 	}
+}
+
+// TestShareStrings: two jobs decoded apart end with one copy of each string
+// they have in common, and with the same values as before.
+func TestShareStrings(t *testing.T) {
+	a, err := Decode(strings.NewReader(valid))
+	require.NoError(t, err)
+	b, err := Decode(strings.NewReader(strings.Replace(valid, "process-orders", "other", 1)))
+	require.NoError(t, err)
+	before := *a
+	beforeHTTP := *a.Target.HTTP
+	a.ShareStrings()
+	b.ShareStrings()
+	require.Equal(t, before.Schedule, a.Schedule)
+	require.Equal(t, beforeHTTP, *a.Target.HTTP)
+	require.Equal(t, before.Target.Type, a.Target.Type)
+	same := func(x, y string) bool { return unsafe.StringData(x) == unsafe.StringData(y) }
+	for _, c := range []struct {
+		field string
+		x, y  string
+	}{
+		{"schedule", a.Schedule, b.Schedule},
+		{"timezone", a.Timezone, b.Timezone},
+		{"target.type", a.Target.Type, b.Target.Type},
+		{"target.http.method", a.Target.HTTP.Method, b.Target.HTTP.Method},
+		{"target.http.url", a.Target.HTTP.URL, b.Target.HTTP.URL},
+	} {
+		require.True(t, same(c.x, c.y), "%s is one copy", c.field)
+	}
+	require.False(t, same(a.Name, b.Name), "names differ, so are not shared")
 }
