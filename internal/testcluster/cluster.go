@@ -245,11 +245,8 @@ func (n *Node) waitHTTP(timeout time.Duration) error {
 // logTail returns the last max bytes of the instance's log, so that a
 // failure report from a run whose logs are gone (CI) still says why.
 func (n *Node) logTail(max int) string {
-	b, _ := os.ReadFile(n.logPath)
-	if len(b) > max {
-		b = b[len(b)-max:]
-	}
-	return string(b)
+	log := n.Log()
+	return log[len(log)-min(len(log), max):]
 }
 
 // Running reports whether the process is alive.
