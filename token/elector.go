@@ -39,6 +39,14 @@ type Leader interface {
 	Stop(ctx context.Context)
 }
 
+// Quiescer is a Leader that prepares a handover while its term is still
+// valid: on shutdown the elector calls Quiesce, bounded by StopTimeout,
+// before it ends the term. The executor sends there the ticks it claimed
+// ahead of their time, which the next executor would find claimed.
+type Quiescer interface {
+	Quiesce(ctx context.Context)
+}
+
 // Roles reported by Status.
 const (
 	RoleExecutor     = "executor"
@@ -639,11 +647,17 @@ func (s *session) stepDown(term *Term, lease *store.Lease, cause error, release 
 }
 
 // resign hands leadership over on shutdown, in the order that keeps one
-// executor at a time and makes the next one start at once: stop firing,
-// release the lease, cancel the consumer, nack the token with requeue.
+// executor at a time and makes the next one start at once: send what was
+// claimed (Quiescer), stop firing, release the lease, cancel the consumer,
+// nack the token with requeue.
 func (s *session) resign(term *Term, lease *store.Lease) {
 	e := s.e
 	start := time.Now()
+	if q, ok := e.leader.(Quiescer); ok && term.Valid() {
+		qctx, cancel := context.WithTimeout(context.Background(), e.cfg.StopTimeout)
+		q.Quiesce(qctx)
+		cancel()
+	}
 	term.end(errShutdown)
 	e.setStatus(func(st *Status) { st.Role, st.Epoch, st.Since = RoleStandby, 0, time.Time{} })
 	stopCtx, cancel := context.WithTimeout(context.Background(), e.cfg.StopTimeout)

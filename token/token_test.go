@@ -29,6 +29,7 @@ type cluster struct {
 	cfg      token.Config
 	active   atomic.Int32 // terms currently running across all nodes
 	overlaps atomic.Int32
+	quiesced atomic.Int32 // Quiesce calls made while the term was valid
 
 	mu     sync.Mutex
 	events []event
@@ -56,6 +57,14 @@ func (f *fakeLeader) Lead(term *token.Term) {
 	}
 	f.term = term
 	f.c.record(event{node: f.name, lead: true, epoch: term.Epoch(), at: time.Now()})
+}
+
+func (f *fakeLeader) Quiesce(context.Context) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.term != nil && f.term.Valid() {
+		f.c.quiesced.Add(1)
+	}
 }
 
 func (f *fakeLeader) Stop(context.Context) {
@@ -249,6 +258,7 @@ func TestOneExecutorAndGracefulHandover(t *testing.T) {
 	last, ok := c.lastStop(leader.name)
 	require.True(t, ok)
 	require.True(t, last.at.Before(c.leads()[before].at), "the old executor stopped before the new one started")
+	require.EqualValues(t, 1, c.quiesced.Load(), "the old executor quiesced while its term was still valid")
 	c.requireNoReinserts(nodes)
 }
 
