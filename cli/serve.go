@@ -61,6 +61,7 @@ func instanceConfig(c *config.Config, jobs []job.Job, log *slog.Logger) instance
 		LeaseTTL: c.Lease.TTL, RenewInterval: c.Lease.RenewInterval, HealthTimeout: c.Token.HealthTimeout,
 		RotateInterval: c.Token.RotateInterval, WatchdogInterval: c.Watchdog.Interval,
 		CRUDTimeout: c.CRUD.Timeout, Workers: c.Executor.Workers, ClaimBatch: c.Executor.ClaimBatch,
+		ClaimLead:    c.Executor.ClaimLead,
 		ShellEnabled: c.Targets.Shell.Enabled, Schedule: jobs, Logger: log,
 		PerJobMetrics: c.Metrics.PerJob,
 		Auth:          authConfig(c.Auth, log), AllowInsecureRemote: c.Auth.AllowInsecureRemote,

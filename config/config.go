@@ -115,8 +115,11 @@ type Executor struct {
 	// Workers is the dispatch concurrency, at least 1. Default 256.
 	Workers int `mapstructure:"workers"`
 	// ClaimBatch is the number of ticks claimed per store call, at least 1.
-	// Default 1000.
+	// Default 4000.
 	ClaimBatch int `mapstructure:"claim_batch"`
+	// ClaimLead is how long before its time a tick is claimed, so that
+	// the store's work is done when it fires; 0 to 1s. Default 200ms.
+	ClaimLead time.Duration `mapstructure:"claim_lead"`
 }
 
 // Runs configures run records.
@@ -195,7 +198,7 @@ func Default() *Config {
 		Token:    Token{RotateInterval: 10 * time.Minute, HealthTimeout: time.Second},
 		Watchdog: Watchdog{Interval: 2 * time.Second},
 		CRUD:     CRUD{Timeout: 10 * time.Second},
-		Executor: Executor{Workers: 256, ClaimBatch: 4000},
+		Executor: Executor{Workers: 256, ClaimBatch: 4000, ClaimLead: 200 * time.Millisecond},
 		Runs:     Runs{Retention: 30 * 24 * time.Hour},
 		Log:      Log{Level: "info", Format: "json"},
 		Auth:     Auth{Tokens: []AuthToken{}},

@@ -266,10 +266,11 @@ func TestLoad(t *testing.T) {
 		},
 		{
 			name: "limits are inclusive where documented",
-			file: "lease:\n  ttl: 4s\n  renew_interval: 2s\ntoken:\n  rotate_interval: 29m59s\n  health_timeout: 1999ms\namqp:\n  reconnect_min: 1s\n  reconnect_max: 1s\nexecutor:\n  workers: 1\n  claim_batch: 1\n",
+			file: "lease:\n  ttl: 4s\n  renew_interval: 2s\ntoken:\n  rotate_interval: 29m59s\n  health_timeout: 1999ms\namqp:\n  reconnect_min: 1s\n  reconnect_max: 1s\nexecutor:\n  workers: 1\n  claim_batch: 1\n  claim_lead: 1s\n",
 			check: func(t *testing.T, c *Config) {
 				require.Equal(t, 2*time.Second, c.Lease.RenewInterval)
 				require.Equal(t, 1, c.Executor.Workers)
+				require.Equal(t, time.Second, c.Executor.ClaimLead)
 			},
 		},
 	}
@@ -342,6 +343,8 @@ func TestLoadErrorsNameTheKey(t *testing.T) {
 		{name: "bad listen address", file: "http:\n  listen: 8080\n", want: []string{`http.listen: must be host:port or :port, got "8080"`}},
 		{name: "no workers", file: "executor:\n  workers: 0\n", want: []string{"executor.workers: must be at least 1, got 0"}},
 		{name: "fractional workers", file: "executor:\n  workers: 1.5\n", want: []string{"executor.workers: must be a whole number, got 1.5"}},
+		{name: "claim lead too long", file: "executor:\n  claim_lead: 2s\n", want: []string{"executor.claim_lead: must be between 0 and 1s", "got 2s"}},
+		{name: "negative claim lead", env: map[string]string{"BATON_EXECUTOR_CLAIM_LEAD": "-1ms"}, want: []string{"executor.claim_lead: must be between 0 and 1s"}},
 		{name: "claim batch from the environment", env: map[string]string{"BATON_EXECUTOR_CLAIM_BATCH": "many"},
 			want: []string{`executor.claim_batch: cannot parse "many" as int`}},
 		{name: "bad bool from the environment", env: map[string]string{"BATON_TARGETS_SHELL_ENABLED": "maybe"},

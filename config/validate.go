@@ -15,6 +15,10 @@ import (
 // executor's token is such a delivery.
 const brokerConsumerTimeout = 30 * time.Minute
 
+// maxClaimLead bounds executor.claim_lead: the ticks claimed ahead are the
+// ones a crash leaves interrupted instead of caught up.
+const maxClaimLead = time.Second
+
 var clusterNameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._-]{0,63}$`)
 
 // Validate checks every value and reports every problem, one per line, each
@@ -87,6 +91,10 @@ func (c *Config) Validate() error {
 	}
 	if c.Executor.ClaimBatch < 1 {
 		bad("executor.claim_batch", "must be at least 1, got %d", c.Executor.ClaimBatch)
+	}
+	if c.Executor.ClaimLead < 0 || c.Executor.ClaimLead > maxClaimLead {
+		bad("executor.claim_lead", "must be between 0 and %s: a tick claimed ahead is recorded as interrupted if its executor crashes before its time, got %s",
+			shortDuration(maxClaimLead), c.Executor.ClaimLead)
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

@@ -173,7 +173,7 @@ func (ts *termState) trigger(ctx context.Context, name string, now time.Time) (c
 		claim := store.Run{FireID: uuid.Must(uuid.NewV7()).String(), Job: name, ScheduledAt: at,
 			Trigger: store.TriggerManual, Status: store.StatusRunning,
 			Instance: ts.e.cfg.InstanceID, Epoch: ts.term.Epoch(), ClaimedAt: now}
-		f := ts.newFire(&claim, j)
+		f := ts.newFire(&claim, j, false)
 		f.dueAt = at // no jitter for a manual run
 		claimed, err := ts.e.store.Claim(ctx, ts.term.Fence(), []store.Run{claim})
 		if err != nil {

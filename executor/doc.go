@@ -14,7 +14,10 @@
 // Each tick of each job is claimed by inserting a run whose (job,
 // scheduled_at) is unique, under the executor's epoch; only a claimed tick is
 // dispatched, and at most once. Two executors that both believe they lead can
-// therefore never fire one tick twice.
+// therefore never fire one tick twice. With a claim lead (Config.ClaimLead)
+// a group's timer runs that long before its tick and claims it then; the
+// fires wait for their time, and a job paused or deleted meanwhile does not
+// fire.
 //
 // # Failover
 //
@@ -36,8 +39,10 @@
 //
 // # Stopping
 //
-// When the term ends the scheduler stops at once; fires waiting for their
-// jitter delay or for a worker are recorded as cancelled rather than sent,
+// On a handover, Quiesce first stops the timers and lets the fires already
+// claimed go to the workers, within the claim lead and a quarter second. When
+// the term ends the scheduler stops at once; fires waiting for their time,
+// their jitter delay or a worker are recorded as cancelled rather than sent,
 // because every dispatch checks the term just before sending. Requests
 // already sent finish and are recorded.
 package executor

@@ -34,6 +34,10 @@ type termState struct {
 
 	// claimMu serializes claim passes: group ticks, catch-up, triggers.
 	claimMu sync.Mutex
+	// feeders are the goroutines handing a pass's fires to the workers,
+	// and firstPasses those running a new group's first pass; both are
+	// added under claimMu.
+	feeders, firstPasses sync.WaitGroup
 
 	// parsed shares one parsed schedule among the jobs that have it.
 	parseMu sync.Mutex
@@ -358,34 +362,72 @@ func (ts *termState) removeLocked(name string) {
 // daylight-saving rules and anchoring are tested independently of gocron.
 // Times are returned in UTC so gocron's own wall-clock adjustments never
 // apply.
-type cronAdapter struct{ s *schedule.Schedule }
+//
+// With a claim lead the timer runs that long before each tick, and the
+// pass claims the ticks due up to then.
+type cronAdapter struct {
+	s    *schedule.Schedule
+	lead time.Duration
+}
 
 func (c cronAdapter) IsValid(string, *time.Location, time.Time) error { return nil }
-func (c cronAdapter) Next(last time.Time) time.Time                   { return c.s.Next(last) }
+func (c cronAdapter) Next(last time.Time) time.Time {
+	next := c.s.Next(last.Add(c.lead))
+	if next.IsZero() {
+		return next
+	}
+	return next.Add(-c.lead)
+}
 
 func (ts *termState) startGroup(g *group) error {
 	gj, err := ts.sched.NewJob(
 		gocron.CronJob(g.key, true),
 		gocron.NewTask(func() { ts.tick(g) }),
-		gocron.WithCronImplementation(cronAdapter{g.sched}),
+		gocron.WithCronImplementation(cronAdapter{g.sched, ts.e.cfg.ClaimLead}),
 		// A slow pass must not queue up behind itself: the next one claims
 		// every tick since the last, so nothing is lost.
 		gocron.WithSingletonMode(gocron.LimitModeReschedule),
-		// Claim at once whatever came due since lastHandled: a job created
-		// 50 ms before a tick whose timer starts after that tick would
-		// otherwise wait a whole period, and its two ticks would meet in
-		// one pass, where forbid skips the second.
-		gocron.WithStartAt(gocron.WithStartImmediately()),
 		gocron.WithName(g.key),
 	)
 	if err != nil {
 		return fmt.Errorf("executor: schedule %q: %w", g.key, err)
 	}
 	g.gjob = gj
+	// Claim at once whatever came due since lastHandled: a job created
+	// 50 ms before a tick whose timer starts after that tick would
+	// otherwise wait a whole period, and its two ticks would meet in one
+	// pass, where forbid skips the second.
+	//
+	// With a claim lead, also run the first timed pass here: gocron skips
+	// a run in the same wall-clock second as the time it computes it from
+	// (its rule for daylight-saving fall-back), so a group created at
+	// 10.5 s with its first pass due at 10.8 s would wait until 11.8 s, and
+	// fire the tick of 11 s late (a takeover fired its first tick 1.3 s
+	// after SIGTERM). A pass that gocron runs as well finds nothing left.
+	created := ts.now()
+	ts.firstPasses.Add(1) // under claimMu, as addLocked is
+	go func() {           // owned by the term, whose stop waits for firstPasses
+		defer ts.firstPasses.Done()
+		ts.tick(g)
+		lead := ts.e.cfg.ClaimLead
+		if lead == 0 {
+			return
+		}
+		first := g.sched.Next(created.Add(lead))
+		if first.IsZero() || first.Sub(created) > lead+time.Second {
+			return
+		}
+		select {
+		case <-ts.e.clock.After(first.Add(-lead).Sub(ts.now())):
+			ts.tick(g)
+		case <-ts.ctx.Done():
+		}
+	}()
 	return nil
 }
 
-// tick claims and dispatches every tick of g due since it last ran.
+// tick claims and dispatches every tick of g due since it last ran, and
+// up to a claim lead ahead.
 func (ts *termState) tick(g *group) {
 	ts.claimMu.Lock()
 	defer ts.claimMu.Unlock()
@@ -400,7 +442,7 @@ func (ts *termState) tick(g *group) {
 	}
 	from := g.lastHandled
 	var ticks []time.Time
-	for t := range g.sched.Ticks(from, now) {
+	for t := range g.sched.Ticks(from, now.Add(ts.e.cfg.ClaimLead)) {
 		ticks = append(ticks, t)
 	}
 	members := make([]*entry, 0, len(g.members))
@@ -656,6 +698,8 @@ func (ts *termState) stop(ctx context.Context) {
 		ts.wg.Wait()
 		ts.claimMu.Lock() // a claim pass in progress finishes first
 		ts.claimMu.Unlock()
+		ts.firstPasses.Wait()
+		ts.feeders.Wait()
 		if sched := ts.scheduler(); sched != nil {
 			_ = sched.Shutdown()
 		}

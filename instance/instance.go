@@ -65,6 +65,7 @@ type Config struct {
 	CRUDTimeout  time.Duration
 	Workers      int
 	ClaimBatch   int
+	ClaimLead    time.Duration
 	ShellEnabled bool
 
 	// Schedule holds jobs to upsert at start (from the schedule file).
@@ -190,7 +191,7 @@ func start(ctx context.Context, cfg Config) (*Instance, error) {
 	}
 	inst.dispatcher = disp
 	inst.Metrics = metrics.New(metrics.Options{PerJob: cfg.PerJobMetrics})
-	inst.Executor = executor.New(executor.Config{InstanceID: cfg.ID, Workers: cfg.Workers, ClaimBatch: cfg.ClaimBatch,
+	inst.Executor = executor.New(executor.Config{InstanceID: cfg.ID, Workers: cfg.Workers, ClaimBatch: cfg.ClaimBatch, ClaimLead: cfg.ClaimLead,
 		ShellEnabled: cfg.ShellEnabled, Logger: cfg.Logger, Hooks: chainHooks(inst.Metrics.ExecutorHooks(), cfg.ExecutorHooks)}, inst.Store, disp)
 	crudServer := crud.NewServer(crud.ServerConfig{URL: cfg.AMQPURL, Queue: cfg.Cluster + ".crud", InstanceID: cfg.ID,
 		Heartbeat: cfg.Heartbeat, ConnectTimeout: cfg.ConnectTimeout, Logger: cfg.Logger}, inst.Store, inst.Executor)
@@ -229,6 +230,10 @@ func (l leaders) Lead(t *token.Term) {
 	l.exec.Lead(t)
 	l.crud.Lead(t)
 }
+
+// Quiesce lets the executor send the ticks it claimed ahead before the
+// term ends; the crud server keeps serving writes meanwhile.
+func (l leaders) Quiesce(ctx context.Context) { l.exec.Quiesce(ctx) }
 
 func (l leaders) Stop(ctx context.Context) {
 	l.crud.Stop(ctx)

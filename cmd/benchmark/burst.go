@@ -93,7 +93,7 @@ func instanceConfig(env *benchEnv, cluster, id string, hooks executor.Hooks) ins
 		MongoURI: env.aux.MongoURI, MongoDatabase: cluster, MongoTimeout: 5 * time.Second, RunsRetention: 720 * time.Hour,
 		LeaseTTL: 5 * time.Second, RenewInterval: time.Second, HealthTimeout: time.Second,
 		RotateInterval: 10 * time.Minute, WatchdogInterval: 500 * time.Millisecond,
-		CRUDTimeout: 10 * time.Second, Workers: env.o.workers, ClaimBatch: env.o.claimBatch,
+		CRUDTimeout: 10 * time.Second, Workers: env.o.workers, ClaimBatch: env.o.claimBatch, ClaimLead: env.o.claimLead,
 		Logger: env.log, ExecutorHooks: hooks,
 	}
 }

@@ -50,6 +50,7 @@ type options struct {
 	scenarios   map[string]bool
 	workers     int
 	claimBatch  int
+	claimLead   time.Duration
 	lead        time.Duration
 	timeout     time.Duration
 	cpuprofile  string
@@ -104,6 +105,7 @@ func parseFlags(args []string) (options, error) {
 	scen := fs.String("scenarios", "ref,burst,crud,takeover,spread", "scenarios to run")
 	fs.IntVar(&o.workers, "workers", 256, "Baton's executor.workers, and the raw loop's concurrency")
 	fs.IntVar(&o.claimBatch, "claim-batch", 4000, "Baton's executor.claim_batch")
+	fs.DurationVar(&o.claimLead, "claim-lead", 200*time.Millisecond, "Baton's executor.claim_lead")
 	fs.DurationVar(&o.lead, "lead", 0, "time from inserting a burst's jobs to its due second (0: from N)")
 	fs.DurationVar(&o.timeout, "timeout", 5*time.Minute, "limit per scenario")
 	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the largest Baton burst to this file")
