@@ -70,8 +70,10 @@ type receiver struct {
 	dups  int
 	first time.Time
 	last  time.Time
-	// firstBy is each executor instance's first fire.
-	firstBy map[string]time.Time
+	// firstBy is each executor instance's first fire, firstLagBy its lag,
+	// and lastBy its last fire.
+	firstBy, lastBy map[string]time.Time
+	firstLagBy      map[string]time.Duration
 	// from and to, when set by /_reset, window what is counted by
 	// scheduled time: a sustained load is measured over ticks due in a
 	// window, not over whatever arrives while it lasts. byMinute holds the
@@ -81,7 +83,8 @@ type receiver struct {
 }
 
 func newReceiver() *receiver {
-	return &receiver{seen: map[string]struct{}{}, firstBy: map[string]time.Time{}}
+	return &receiver{seen: map[string]struct{}{}, firstBy: map[string]time.Time{}, lastBy: map[string]time.Time{},
+		firstLagBy: map[string]time.Duration{}}
 }
 
 func (rc *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
@@ -95,7 +98,7 @@ func (rc *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		}
 		rc.mu.Lock()
 		rc.lags, rc.seen, rc.dups, rc.first, rc.last = nil, map[string]struct{}{}, 0, time.Time{}, time.Time{}
-		rc.firstBy = map[string]time.Time{}
+		rc.firstBy, rc.lastBy, rc.firstLagBy = map[string]time.Time{}, map[string]time.Time{}, map[string]time.Duration{}
 		rc.from, rc.to, rc.byMinute = from, to, nil
 		rc.mu.Unlock()
 		return
@@ -127,9 +130,14 @@ func (rc *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		rc.first = now
 	}
 	rc.last = now
-	if id := req.Header.Get(target.HeaderInstance); rc.firstBy[id].IsZero() {
+	id := req.Header.Get(target.HeaderInstance)
+	if rc.firstBy[id].IsZero() {
 		rc.firstBy[id] = now
+		if err == nil {
+			rc.firstLagBy[id] = now.Sub(at)
+		}
 	}
+	rc.lastBy[id] = now
 	rc.mu.Unlock()
 	w.WriteHeader(http.StatusOK)
 }
@@ -183,6 +191,10 @@ type recvStats struct {
 	First    time.Time            `json:"first"`
 	Last     time.Time            `json:"last"`
 	FirstBy  map[string]time.Time `json:"first_by"`
+	// FirstLagBy is the lag of each instance's first fire, LastBy its last
+	// fire.
+	FirstLagBy map[string]time.Duration `json:"first_lag_by"`
+	LastBy     map[string]time.Time     `json:"last_by"`
 	// Minutes are the window's lags by minute of scheduled time, when
 	// the reset set a window.
 	Minutes []lagStats `json:"minutes,omitempty"`
@@ -196,7 +208,7 @@ func (rc *receiver) stats() recvStats {
 		byMinute[k] = slices.Clone(l)
 	}
 	s := recvStats{Distinct: len(rc.seen), Dups: rc.dups, First: rc.first, Last: rc.last,
-		FirstBy: maps.Clone(rc.firstBy)}
+		FirstBy: maps.Clone(rc.firstBy), FirstLagBy: maps.Clone(rc.firstLagBy), LastBy: maps.Clone(rc.lastBy)}
 	rc.mu.Unlock()
 	s.lagStats = summarize(lags)
 	for _, l := range byMinute {

@@ -47,11 +47,11 @@ func takeover(ctx context.Context, env *benchEnv, n int) (row, error) {
 	if _, err := waitLog(ctx, first, reRunning, env.o.timeout); err != nil {
 		return r, fmt.Errorf("first executor: %w", err)
 	}
-	second, killed, err := handOver(ctx, env, c, "t2", "dc2", func() { first.Kill() })
+	second, killed, err := handOver(ctx, env, c, "t1", "t2", "dc2", func() { first.Kill() })
 	if err != nil {
 		return r, err
 	}
-	_, termed, err := handOver(ctx, env, c, "t3", "dc3", func() { _ = second.Term(time.Minute) })
+	_, termed, err := handOver(ctx, env, c, "t2", "t3", "dc3", func() { _ = second.Term(time.Minute) })
 	if err != nil {
 		return r, err
 	}
@@ -59,9 +59,11 @@ func takeover(ctx context.Context, env *benchEnv, n int) (row, error) {
 	return r, nil
 }
 
-// handOver adds a standby, stops the executor with stop, and describes the
-// standby's takeover.
-func handOver(ctx context.Context, env *benchEnv, c *testcluster.Cluster, id, dc string, stop func()) (*testcluster.Node, string, error) {
+// handOver adds a standby, stops the executor old with stop, and describes
+// the standby's takeover: its times from the token, and whether the fires
+// went on without a gap (the old executor's last fire, the new one's first
+// and its lag).
+func handOver(ctx context.Context, env *benchEnv, c *testcluster.Cluster, old, id, dc string, stop func()) (*testcluster.Node, string, error) {
 	next, err := c.Add(id, dc)
 	if err != nil {
 		return nil, "", err
@@ -85,10 +87,12 @@ func handOver(ctx context.Context, env *benchEnv, c *testcluster.Cluster, id, dc
 	if err != nil {
 		return nil, "", err
 	}
-	var fired time.Time
+	var (
+		fired time.Time
+		st    recvStats
+	)
 	for deadline := time.Now().Add(30 * time.Second); fired.IsZero() && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		st, err := env.aux.Stats(ctx)
-		if err != nil {
+		if st, err = env.aux.Stats(ctx); err != nil {
 			return nil, "", err
 		}
 		fired = st.FirstBy[id]
@@ -96,8 +100,9 @@ func handOver(ctx context.Context, env *benchEnv, c *testcluster.Cluster, id, dc
 	if fired.IsZero() {
 		return nil, "", fmt.Errorf("%s fired nothing within 30s of running", id)
 	}
-	return next, fmt.Sprintf("stop→token %s, token→lease %s, token→first fire %s, lease→first fire %s, token→all jobs scheduled %s",
-		round(token.Sub(stopped)), round(lead.Sub(token)), round(fired.Sub(token)), round(fired.Sub(lead)), round(running.Sub(token))), nil
+	return next, fmt.Sprintf("stop→token %s, token→lease %s, token→first fire %s (lag %s), lease→first fire %s, token→all jobs scheduled %s; old executor's last fire %s after the stop",
+		round(token.Sub(stopped)), round(lead.Sub(token)), round(fired.Sub(token)), round(st.FirstLagBy[id]), round(fired.Sub(lead)),
+		round(running.Sub(token)), round(st.LastBy[old].Sub(stopped))), nil
 }
 
 // insertSpread inserts n jobs that fire once per period (a minute or an
