@@ -122,6 +122,8 @@ type Executor struct {
 	// unfed counts claimed fires not yet handed to the workers: waiting
 	// for their time (ClaimLead) or for room in the queue.
 	unfed atomic.Int64
+	// nextDue is when the next fires claimed ahead come due (unix ns).
+	nextDue atomic.Int64
 
 	mu  sync.Mutex
 	cur *termState
