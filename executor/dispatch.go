@@ -85,10 +85,10 @@ func (ts *termState) claimAndDispatch(plan []planned, mode claimMode) error {
 		now := ts.now()
 		for i, p := range part {
 			status, reason := p.status, p.reason
-			ahead := p.at.After(now) // overlap rules apply at its time (feedOne)
+			early := p.at.After(now) // overlap rules apply at its time (feedOne)
 			if status == "" {
 				status = store.StatusRunning
-				if !ahead && ts.overlapping(p.en.job) {
+				if !early && ts.overlapping(p.en.job) {
 					status, reason = store.StatusSkipped, "the previous run was still in progress (concurrency forbid)"
 				}
 			}
@@ -99,7 +99,7 @@ func (ts *termState) claimAndDispatch(plan []planned, mode claimMode) error {
 				Group: p.en.sched.Key(),
 			}
 			if status == store.StatusRunning {
-				fires[i] = ts.newFire(&claims[i], p.en.job, ahead)
+				fires[i] = ts.newFire(&claims[i], p.en.job, early)
 			}
 		}
 		start := time.Now()
@@ -187,6 +187,8 @@ func (ts *termState) feedOne(f *fire) {
 			select {
 			case <-ts.e.clock.After(d):
 			case <-ts.ctx.Done():
+				ts.cancelled(f, errStopped.Error()) // nothing else of the job's is touched
+				return
 			}
 		}
 		if !ts.scheduled(f.job) {
