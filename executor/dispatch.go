@@ -89,7 +89,7 @@ func (ts *termState) claimAndDispatch(plan []planned, mode claimMode) error {
 			if status == "" {
 				status = store.StatusRunning
 				if !early && ts.overlapping(p.en.job) {
-					status, reason = store.StatusSkipped, "the previous run was still in progress (concurrency forbid)"
+					status, reason = store.StatusSkipped, reasonForbid
 				}
 			}
 			claims[i] = store.Run{
@@ -191,45 +191,42 @@ func (ts *termState) feedOne(f *fire) {
 				return
 			}
 		}
-		if !ts.scheduled(f.job) {
-			ts.cancelled(f, "the job was paused or deleted after this tick was claimed")
-			return
-		}
-		if ts.overlapsEarlier(f) {
-			ts.unsent(f, store.StatusSkipped, "the previous run was still in progress (concurrency forbid)")
+		if status, reason := ts.atItsTime(f); status != "" {
+			ts.unsent(f, status, reason)
 			return
 		}
 	}
 	ts.schedule(f)
 }
 
-// overlapsEarlier applies the overlap rules to a fire claimed ahead, at its
-// time: it reports whether a run of an earlier tick is still in progress
-// under forbid, and cancels such runs under replace.
-func (ts *termState) overlapsEarlier(f *fire) bool {
-	if f.job.Concurrency != job.ConcurrencyForbid && f.job.Concurrency != job.ConcurrencyReplace {
-		return false
-	}
+// reasonForbid is why a tick that finds its job's previous run in progress
+// is skipped.
+const reasonForbid = "the previous run was still in progress (concurrency forbid)"
+
+// atItsTime applies to a fire claimed ahead, at its time, what a claim then
+// would have: a job paused or deleted since does not fire, and the overlap
+// rules judge the runs of earlier ticks (forbid skips, replace cancels
+// them). It returns the status and reason to record instead of sending, or
+// an empty status to send.
+func (ts *termState) atItsTime(f *fire) (status, reason string) {
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
+	if en := ts.jobs[f.job.Name]; en == nil || en.job.Paused {
+		return store.StatusCancelled, "the job was paused or deleted after this tick was claimed"
+	}
+	if f.job.Concurrency != job.ConcurrencyForbid && f.job.Concurrency != job.ConcurrencyReplace {
+		return "", ""
+	}
 	for _, other := range ts.running[f.job.Name] {
 		if !other.run.ScheduledAt.Before(f.run.ScheduledAt) {
 			continue
 		}
 		if f.job.Concurrency == job.ConcurrencyForbid {
-			return true
+			return store.StatusSkipped, reasonForbid
 		}
 		other.cancel()
 	}
-	return false
-}
-
-// scheduled reports whether j is still this term's, and not paused.
-func (ts *termState) scheduled(j *job.Job) bool {
-	ts.mu.Lock()
-	defer ts.mu.Unlock()
-	en := ts.jobs[j.Name]
-	return en != nil && !en.job.Paused
+	return "", ""
 }
 
 // cellClaims returns the claims at idx, a cell's, for the recorder. Where
