@@ -85,6 +85,11 @@ type Lease struct {
 	// RenewInterval is how often the executor renews; at most TTL/2.
 	// Default 1s.
 	RenewInterval time.Duration `mapstructure:"renew_interval"`
+	// HolderTTL is how long the executor keeps acting without an answer
+	// from the broker on its token's channel; a successor that gets the
+	// token back from a crashed executor waits this long instead of TTL.
+	// At most TTL. Default 1.2s.
+	HolderTTL time.Duration `mapstructure:"holder_ttl"`
 }
 
 // Token configures the RabbitMQ token the executor holds.
@@ -194,7 +199,7 @@ func Default() *Config {
 			ReconnectMax:   10 * time.Second,
 		},
 		Mongo:    Mongo{URI: "mongodb://127.0.0.1:27017", Timeout: 5 * time.Second},
-		Lease:    Lease{TTL: 5 * time.Second, RenewInterval: time.Second},
+		Lease:    Lease{TTL: 5 * time.Second, RenewInterval: time.Second, HolderTTL: 1200 * time.Millisecond},
 		Token:    Token{RotateInterval: 10 * time.Minute, HealthTimeout: time.Second},
 		Watchdog: Watchdog{Interval: 2 * time.Second},
 		CRUD:     CRUD{Timeout: 10 * time.Second},

@@ -266,7 +266,7 @@ func TestLoad(t *testing.T) {
 		},
 		{
 			name: "limits are inclusive where documented",
-			file: "lease:\n  ttl: 4s\n  renew_interval: 2s\ntoken:\n  rotate_interval: 29m59s\n  health_timeout: 1999ms\namqp:\n  reconnect_min: 1s\n  reconnect_max: 1s\nexecutor:\n  workers: 1\n  claim_batch: 1\n  claim_lead: 1s\n",
+			file: "lease:\n  ttl: 4s\n  renew_interval: 2s\n  holder_ttl: 4s\ntoken:\n  rotate_interval: 29m59s\n  health_timeout: 1999ms\namqp:\n  reconnect_min: 1s\n  reconnect_max: 1s\nexecutor:\n  workers: 1\n  claim_batch: 1\n  claim_lead: 1s\n",
 			check: func(t *testing.T, c *Config) {
 				require.Equal(t, 2*time.Second, c.Lease.RenewInterval)
 				require.Equal(t, 1, c.Executor.Workers)
@@ -320,6 +320,10 @@ func TestLoadErrorsNameTheKey(t *testing.T) {
 			want: []string{"lease.ttl: invalid duration 5: a duration needs a unit, such as 5s"}},
 		{name: "renewal slower than half the ttl", file: "lease:\n  ttl: 4s\n  renew_interval: 3s\n",
 			want: []string{"lease.renew_interval: must be at most half of lease.ttl (4s), so that a failed renewal is retried before the lease expires, got 3s"}},
+		{name: "holder ttl past the lease ttl", file: "lease:\n  ttl: 4s\n  holder_ttl: 5s\n",
+			want: []string{"lease.holder_ttl: must be at most lease.ttl (4s)"}},
+		{name: "holder ttl zero", file: "lease:\n  holder_ttl: 0s\n",
+			want: []string{"lease.holder_ttl: must be positive, got 0s"}},
 		{name: "health check as long as half the ttl", file: "lease:\n  ttl: 4s\n  renew_interval: 1s\ntoken:\n  health_timeout: 2s\n",
 			want: []string{"token.health_timeout: must be less than half of lease.ttl (4s)"}},
 		{name: "rotation past consumer_timeout", file: "token:\n  rotate_interval: 45m\n",

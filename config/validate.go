@@ -60,6 +60,7 @@ func (c *Config) Validate() error {
 		{"mongo.timeout", c.Mongo.Timeout},
 		{"lease.ttl", c.Lease.TTL},
 		{"lease.renew_interval", c.Lease.RenewInterval},
+		{"lease.holder_ttl", c.Lease.HolderTTL},
 		{"token.rotate_interval", c.Token.RotateInterval},
 		{"token.health_timeout", c.Token.HealthTimeout},
 		{"watchdog.interval", c.Watchdog.Interval},
@@ -76,6 +77,10 @@ func (c *Config) Validate() error {
 	if c.Lease.RenewInterval > 0 && c.Lease.TTL > 0 && c.Lease.RenewInterval > c.Lease.TTL/2 {
 		bad("lease.renew_interval", "must be at most half of lease.ttl (%s), so that a failed renewal is retried before the lease expires, got %s",
 			c.Lease.TTL, c.Lease.RenewInterval)
+	}
+	if c.Lease.HolderTTL > c.Lease.TTL && c.Lease.TTL > 0 {
+		bad("lease.holder_ttl", "must be at most lease.ttl (%s): past it the lease bounds a takeover anyway, got %s",
+			c.Lease.TTL, c.Lease.HolderTTL)
 	}
 	if c.Token.HealthTimeout > 0 && c.Lease.TTL > 0 && c.Token.HealthTimeout >= c.Lease.TTL/2 {
 		bad("token.health_timeout", "must be less than half of lease.ttl (%s), because every renewal waits for this broker check first, got %s",

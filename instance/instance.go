@@ -58,6 +58,7 @@ type Config struct {
 
 	LeaseTTL         time.Duration
 	RenewInterval    time.Duration
+	HolderTTL        time.Duration
 	HealthTimeout    time.Duration
 	RotateInterval   time.Duration
 	WatchdogInterval time.Duration
@@ -181,7 +182,7 @@ func start(ctx context.Context, cfg Config) (*Instance, error) {
 	tcfg := token.Config{
 		URL: cfg.AMQPURL, Queue: cfg.Cluster + ".token", InstanceID: cfg.ID, Datacenter: cfg.Datacenter,
 		Heartbeat: cfg.Heartbeat, ConnectTimeout: cfg.ConnectTimeout, ReconnectMin: cfg.ReconnectMin, ReconnectMax: cfg.ReconnectMax,
-		LeaseTTL: cfg.LeaseTTL, RenewInterval: cfg.RenewInterval, HealthTimeout: cfg.HealthTimeout,
+		LeaseTTL: cfg.LeaseTTL, RenewInterval: cfg.RenewInterval, HolderTTL: cfg.HolderTTL, HealthTimeout: cfg.HealthTimeout,
 		RotateInterval: cfg.RotateInterval, WatchdogInterval: cfg.WatchdogInterval, Logger: cfg.Logger,
 	}
 	disp, err := target.New(target.Config{AMQPURL: cfg.AMQPURL, ShellEnabled: cfg.ShellEnabled, Logger: cfg.Logger})

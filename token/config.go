@@ -28,6 +28,12 @@ type Config struct {
 	LeaseTTL time.Duration
 	// RenewInterval is how often the executor renews (1s).
 	RenewInterval time.Duration
+	// HolderTTL bounds a crash takeover (1.2s, at most LeaseTTL). The
+	// executor stops acting once the broker has not answered on the channel
+	// that holds its token for this long; so a successor that receives the
+	// token back from the broker, after the holder's channel died, waits
+	// this long instead of LeaseTTL.
+	HolderTTL time.Duration
 	// HealthTimeout bounds the broker health check made before each renewal
 	// (1s). A renewal proves the broker channel works, not only the store.
 	HealthTimeout time.Duration
@@ -55,6 +61,7 @@ func (c *Config) setDefaults() error {
 	c.LeaseTTL = cmp.Or(c.LeaseTTL, 5*time.Second)
 	c.RenewInterval = cmp.Or(c.RenewInterval, time.Second)
 	c.HealthTimeout = cmp.Or(c.HealthTimeout, time.Second)
+	c.HolderTTL = min(cmp.Or(c.HolderTTL, 1200*time.Millisecond), c.LeaseTTL)
 	c.RotateInterval = cmp.Or(c.RotateInterval, 10*time.Minute)
 	c.WatchdogInterval = cmp.Or(c.WatchdogInterval, 2*time.Second)
 	c.StopTimeout = cmp.Or(c.StopTimeout, 5*time.Second)
@@ -71,8 +78,24 @@ func (c *Config) setDefaults() error {
 		return errors.New("token: InstanceID is required")
 	case c.RenewInterval*2 > c.LeaseTTL:
 		return errors.New("token: RenewInterval must be at most half of LeaseTTL")
+	case c.HolderTTL < 0:
+		return errors.New("token: HolderTTL must be positive")
 	}
 	return nil
+}
+
+// holderMargin is how much earlier than HolderTTL after the broker's last
+// answer the executor stops acting; like safetyMargin, for the broker
+// deadline.
+func (c *Config) holderMargin() time.Duration {
+	return min(c.safetyMargin(), c.HolderTTL/4)
+}
+
+// confirmInterval is how often the executor asks the broker to confirm the
+// channel that holds its token: several times within the margin-reduced
+// HolderTTL, so that one slow answer does not end the term.
+func (c *Config) confirmInterval() time.Duration {
+	return c.HolderTTL / 6
 }
 
 // safetyMargin is how much earlier than the TTL the holder gives up when it

@@ -22,9 +22,9 @@
 //	       │                     │         stay standby) │  for lease)│
 //	       │ any close, cancel,  │                       └─────┬──────┘
 //	       │ deliveries closed,  │ resign on shutdown:         │ lease released,
-//	       │ failed health check │ stop firing, release,       │ or unchanged for
-//	       │ or lapsed lease:    │ cancel, nack (requeue)      │ a TTL: acquire
-//	       │ stop firing first   │                             │ epoch N+1
+//	       │ failed health check │ stop firing, release,       │ unchanged for a
+//	       │ or lapsed deadline: │ cancel, nack (requeue)      │ TTL, or holder
+//	       │ stop firing first   │                             │ gone: epoch N+1
 //	       │                ┌────┴─────┐                       │
 //	       └────────────────┤ executor │◄──────────────────────┘
 //	                        │ epoch N  │──┐ every renew_interval: broker health
@@ -38,7 +38,10 @@
 //     last saw the lease change (the watchdog's Observe loop keeps that
 //     current), then claims the next slot of the old epoch and creates epoch
 //     N+1. The slot insert is the compare-and-set: the old holder renewing and
-//     the new one taking over race for the same slot; one wins.
+//     the new one taking over race for the same slot; one wins. A token that
+//     arrives redelivered came back from a consumer whose channel the broker
+//     closed; its holder waits only HolderTTL, with the lease unchanged as
+//     long (see holderGone for why that is safe).
 //   - Renew. Before each renewal the executor checks the broker channel
 //     (a passive declare with HealthTimeout): renewals need a working broker,
 //     not only a reachable store. A successful renewal moves the term's
@@ -46,6 +49,11 @@
 //     successor waits a full TTL after it last saw a change, so the
 //     executor's deadline always passes first. A renewal never revives a
 //     term whose deadline passed.
+//   - Confirm. Every HolderTTL/6 the executor makes a round trip on the
+//     channel that holds the token, which the broker answers only while the
+//     channel is open. Each answer moves the term's second deadline, the
+//     broker deadline, to the round trip's start plus HolderTTL minus a
+//     margin. The term is valid only before both deadlines.
 //   - Rotate. Every RotateInterval the executor issues a new token
 //     generation, publishes the new token with a confirm, then acks the old
 //     delivery. Single active consumer hands the new token straight back to
@@ -67,13 +75,12 @@
 // # What each fault does
 //
 //   - Executor crash (SIGKILL): the broker requeues the token when the
-//     connection dies; the next holder waits for the lease to expire (about
-//     LeaseTTL) and catches up from the watermark.
+//     connection dies; the next holder receives it redelivered, waits
+//     HolderTTL, and catches up from the watermark.
 //   - Deploy (SIGTERM): resign; takeover in milliseconds.
-//   - Silent partition between the executor and RabbitMQ: the health check
-//     before the next renewal times out; the executor stops firing within
-//     RenewInterval+HealthTimeout and releases the lease (the store is still
-//     reachable). The broker notices the dead connection after about three
+//   - Silent partition between the executor and RabbitMQ: the broker stops
+//     confirming the token's channel; the executor stops firing within
+//     HolderTTL and releases the lease (the store is still reachable). The broker notices the dead connection after about three
 //     heartbeats and gives the token to another instance, which then leads.
 //     The old executor's last fire precedes the new one's first.
 //   - Executor cut off from the store: renewals fail, the term lapses after

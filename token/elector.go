@@ -162,6 +162,7 @@ var (
 	// standby subscribing afresh clears them.
 	errStuck        = errors.New("token: no executor for too long; subscribing again")
 	errLeaseExpired = errors.New("token: lease not renewed in time")
+	errBrokerSilent = errors.New("token: the broker has not confirmed the token's channel in time")
 	errShutdown     = errors.New("token: shutting down")
 )
 
@@ -178,6 +179,10 @@ type session struct {
 
 	held    *amqp.Delivery
 	heldGen int64
+	// heldSince is when a standby received the token it holds, and
+	// requeued whether the broker had delivered it before (see holderGone).
+	heldSince time.Time
+	requeued  bool
 
 	healthPending atomic.Bool // a broker health check has not answered yet
 	notLiveSince  time.Time   // first presence check that saw no live lease
@@ -353,14 +358,15 @@ func (s *session) onToken(ctx context.Context, d amqp.Delivery) error {
 		return nil
 	}
 	s.held, s.heldGen = &d, gen
+	s.heldSince, s.requeued = e.now(), d.Redelivered
 	return s.contend(ctx, lease)
 }
 
 // contend holds the real token and waits until the previous lease is
-// released or expired, then takes it.
+// released or expired, or its holder is gone, then takes it.
 func (s *session) contend(ctx context.Context, lease store.Lease) error {
 	e := s.e
-	poll := time.NewTicker(min(e.cfg.RenewInterval/4, 250*time.Millisecond))
+	poll := time.NewTicker(min(e.cfg.RenewInterval/4, 250*time.Millisecond, e.cfg.HolderTTL/8))
 	defer poll.Stop()
 	logged := false
 	for {
@@ -372,7 +378,7 @@ func (s *session) contend(ctx context.Context, lease store.Lease) error {
 			e.staleTokens.Add(1)
 			return nil
 		}
-		if !lease.Held() || e.obs.Expired(lease) {
+		if !lease.Held() || e.obs.Expired(lease) || s.holderGone() {
 			start := e.now()
 			nl, err := e.store.AcquireLease(ctx, lease, e.cfg.InstanceID, e.cfg.Datacenter, s.heldGen, time.Now().UTC())
 			if err == nil {
@@ -383,8 +389,12 @@ func (s *session) contend(ctx context.Context, lease store.Lease) error {
 			}
 		} else if !logged {
 			_, _, unchanged := e.obs.Last()
-			e.log.Info("holding the token; waiting for the previous lease to expire",
-				"holder", lease.Holder, "epoch", lease.Epoch, "wait", e.cfg.LeaseTTL-unchanged)
+			wait := e.cfg.LeaseTTL - unchanged
+			if s.requeued {
+				wait = min(wait, e.cfg.HolderTTL-min(unchanged, e.now().Sub(s.heldSince)))
+			}
+			e.log.Info("holding the token; waiting for the previous executor to stop",
+				"holder", lease.Holder, "epoch", lease.Epoch, "requeued", s.requeued, "wait", wait)
 			logged = true
 		}
 		select {
@@ -401,12 +411,41 @@ func (s *session) contend(ctx context.Context, lease store.Lease) error {
 	}
 }
 
+// holderGone reports whether the lease's holder has stopped acting although
+// its lease has not expired: the token this standby holds came back from the
+// broker, at least HolderTTL ago, and the lease has not changed for as long.
+//
+// Why that suffices: the token queue has a single active consumer, so the
+// broker delivers to this standby only once the holder's consumer is gone,
+// and it requeues the holder's unacked token only after closing its channel
+// (a crash, a dead connection, consumer_timeout). A holder acts only within
+// HolderTTL minus a margin of the start of a round trip that the broker
+// answered on that channel (see confirm), so its last such round trip began
+// before the requeue, and it has stopped by now. The unchanged lease covers
+// the one case without a closed channel: RabbitMQ 3.10 may leave a deleted
+// queue's consumer registered, deaf, on a live channel; its holder, if alive,
+// keeps renewing.
+func (s *session) holderGone() bool {
+	if !s.requeued {
+		return false
+	}
+	_, _, unchanged := s.e.obs.Last()
+	return min(unchanged, s.e.now().Sub(s.heldSince)) >= s.e.cfg.HolderTTL
+}
+
 // lead runs one term. It returns nil after a graceful hand-over, or the
 // reason leadership was lost.
 func (s *session) lead(ctx context.Context, lease store.Lease, acquiredAt time.Time) error {
 	e := s.e
 	cfg := &e.cfg
-	term := newTerm(context.Background(), lease, acquiredAt.Add(cfg.LeaseTTL-cfg.safetyMargin()), e.now)
+	// The broker deadline starts from the acquisition too: a successor
+	// judges holderGone from when it saw this epoch appear, after that.
+	term := newTerm(context.Background(), lease, acquiredAt.Add(cfg.LeaseTTL-cfg.safetyMargin()),
+		acquiredAt.Add(cfg.HolderTTL-cfg.holderMargin()), e.now)
+	var confirming sync.WaitGroup
+	defer confirming.Wait()
+	confirming.Add(1)
+	go func() { defer confirming.Done(); s.confirm(term) }()
 	e.setStatus(func(st *Status) { st.Role, st.Epoch, st.Since = RoleExecutor, lease.Epoch, lease.Since })
 	e.log.Info("became executor", "epoch", lease.Epoch, "token_gen", lease.TokenGen, "watermark", lease.Watermark)
 	if e.OnLeadershipChange != nil {
@@ -462,9 +501,9 @@ func (s *session) lead(ctx context.Context, lease store.Lease, acquiredAt time.T
 				}
 			}
 		case <-expiry.C:
-			if !term.Valid() {
-				s.stepDown(term, &lease, errLeaseExpired, true)
-				return errLeaseExpired
+			if err := term.lapsed(); err != nil {
+				s.stepDown(term, &lease, err, true)
+				return err
 			}
 			expiry.Reset(time.Until(term.Deadline()))
 		case <-rotate.C:
@@ -540,6 +579,45 @@ func (s *session) renew(ctx context.Context, term *Term, lease *store.Lease) (re
 	*lease = nl
 	term.extend(start.Add(e.cfg.LeaseTTL - e.cfg.safetyMargin()))
 	return ready, nil
+}
+
+// confirm keeps the term's broker deadline moving while the broker answers
+// on the channel that holds the token. A passive declare is a round trip the
+// broker answers only while the channel is open, that is while the token is
+// still this consumer's. One round trip is in flight at a time; an answer
+// that never comes leaves the deadline to lapse. It returns when the term
+// ends.
+func (s *session) confirm(term *Term) {
+	cfg := &s.e.cfg
+	tick := time.NewTicker(cfg.confirmInterval())
+	defer tick.Stop()
+	for {
+		start := s.e.now()
+		answer := make(chan error, 1)
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			_, err := s.ch.QueueDeclarePassive(cfg.Queue, true, false, false, false, nil)
+			answer <- err
+		}()
+		select {
+		case <-term.Done():
+			return
+		case err := <-answer:
+			if err != nil {
+				// The broker closed the channel (its queue is gone, say):
+				// the token is no longer ours.
+				s.signal(fmt.Errorf("token: confirm the token's channel: %w", err))
+				return
+			}
+			term.confirm(start.Add(cfg.HolderTTL - cfg.holderMargin()))
+		}
+		select {
+		case <-term.Done():
+			return
+		case <-tick.C:
+		}
+	}
 }
 
 // checkPresence asks the broker whether the token queue still has a

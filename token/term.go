@@ -21,14 +21,19 @@ type Term struct {
 	cancel context.CancelCauseFunc
 	now    func() time.Time
 
-	mu        sync.Mutex
-	deadline  time.Time // monotonic; no fire may start after it
-	watermark time.Time
+	mu sync.Mutex
+	// No fire may start after either deadline (monotonic). The lease
+	// deadline follows the last renewal in the store, the broker deadline
+	// the last answer on the channel that holds the token.
+	deadline       time.Time
+	brokerDeadline time.Time
+	watermark      time.Time
 }
 
-func newTerm(parent context.Context, l store.Lease, deadline time.Time, now func() time.Time) *Term {
+func newTerm(parent context.Context, l store.Lease, deadline, brokerDeadline time.Time, now func() time.Time) *Term {
 	ctx, cancel := context.WithCancelCause(parent)
-	return &Term{lease: l, ctx: ctx, cancel: cancel, deadline: deadline, now: now, watermark: l.Watermark}
+	return &Term{lease: l, ctx: ctx, cancel: cancel, deadline: deadline, brokerDeadline: brokerDeadline,
+		now: now, watermark: l.Watermark}
 }
 
 // Epoch is the lease epoch of this term.
@@ -47,22 +52,36 @@ func (t *Term) Context() context.Context { return t.ctx }
 // Done is closed when the term ends.
 func (t *Term) Done() <-chan struct{} { return t.ctx.Done() }
 
-// Valid reports whether the holder may still act: the term has not ended and
-// the lease was renewed recently enough that nobody else can have taken it.
+// Valid reports whether the holder may still act: the term has not ended,
+// the lease was renewed recently enough that nobody else can have taken it,
+// and the broker answered on the token's channel recently enough that the
+// token cannot have moved on a while ago.
 func (t *Term) Valid() bool {
-	if t.ctx.Err() != nil {
-		return false
-	}
+	return t.ctx.Err() == nil && t.lapsed() == nil
+}
+
+// lapsed returns which deadline has passed, if one has.
+func (t *Term) lapsed() error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.now().Before(t.deadline)
+	now := t.now()
+	switch {
+	case !now.Before(t.deadline):
+		return errLeaseExpired
+	case !now.Before(t.brokerDeadline):
+		return errBrokerSilent
+	}
+	return nil
 }
 
 // Deadline is the instant after which the term is no longer valid unless
-// renewed.
+// renewed, or confirmed by the broker.
 func (t *Term) Deadline() time.Time {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if t.brokerDeadline.Before(t.deadline) {
+		return t.brokerDeadline
+	}
 	return t.deadline
 }
 
@@ -93,11 +112,23 @@ func (t *Term) extend(deadline time.Time) {
 	}
 }
 
+// confirm moves the broker deadline later, unless it has passed: like a
+// renewal, a late answer never revives a term, because fires may have been
+// refused meanwhile, and the term's end is what makes them caught up.
+func (t *Term) confirm(deadline time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.now().Before(t.brokerDeadline) && deadline.After(t.brokerDeadline) {
+		t.brokerDeadline = deadline
+	}
+}
+
 func (t *Term) end(cause error) { t.cancel(cause) }
 
 // NewTestTerm returns a term that is valid until it is ended by the returned
 // function. It lets other packages test their Leader without a broker.
 func NewTestTerm(parent context.Context, l store.Lease) (*Term, func()) {
-	t := newTerm(parent, l, time.Now().Add(100*365*24*time.Hour), time.Now)
+	never := time.Now().Add(100 * 365 * 24 * time.Hour)
+	t := newTerm(parent, l, never, never, time.Now)
 	return t, func() { t.end(context.Canceled) }
 }

@@ -2,6 +2,7 @@ package token_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -112,8 +113,69 @@ type node struct {
 	el     *token.Elector
 	wd     *token.Watchdog
 	proxy  *faultproxy.Proxy
+	store  *crashableStore
 	cancel context.CancelFunc
 	done   sync.WaitGroup
+}
+
+// crashableStore is a node's link to the store, which a simulated crash
+// cuts: a dead process releases nothing.
+type crashableStore struct {
+	token.LeaseStore
+	dead atomic.Bool
+}
+
+var errCrashed = errors.New("test: the instance has crashed")
+
+func (s *crashableStore) Lease(ctx context.Context) (store.Lease, error) {
+	if s.dead.Load() {
+		return store.Lease{}, errCrashed
+	}
+	return s.LeaseStore.Lease(ctx)
+}
+
+func (s *crashableStore) AcquireLease(ctx context.Context, observed store.Lease, holder, dc string, gen int64, now time.Time) (store.Lease, error) {
+	if s.dead.Load() {
+		return store.Lease{}, errCrashed
+	}
+	return s.LeaseStore.AcquireLease(ctx, observed, holder, dc, gen, now)
+}
+
+func (s *crashableStore) RenewLease(ctx context.Context, l store.Lease, watermark, now time.Time) (store.Lease, error) {
+	if s.dead.Load() {
+		return store.Lease{}, errCrashed
+	}
+	return s.LeaseStore.RenewLease(ctx, l, watermark, now)
+}
+
+func (s *crashableStore) ReleaseLease(ctx context.Context, l store.Lease, watermark, now time.Time) error {
+	if s.dead.Load() {
+		return errCrashed
+	}
+	return s.LeaseStore.ReleaseLease(ctx, l, watermark, now)
+}
+
+func (s *crashableStore) BumpTokenGen(ctx context.Context, observed store.Lease) (store.Lease, error) {
+	if s.dead.Load() {
+		return store.Lease{}, errCrashed
+	}
+	return s.LeaseStore.BumpTokenGen(ctx, observed)
+}
+
+func (s *crashableStore) RotateTokenGen(ctx context.Context, l store.Lease) (store.Lease, error) {
+	if s.dead.Load() {
+		return store.Lease{}, errCrashed
+	}
+	return s.LeaseStore.RotateTokenGen(ctx, l)
+}
+
+// crash simulates SIGKILL of a proxied node: its store link dies, and the
+// kernel resets its broker connection, which makes the broker requeue the
+// token at once. The process then stays unreachable.
+func (n *node) crash() {
+	n.store.dead.Store(true)
+	n.proxy.Reset()
+	n.proxy.Blackhole()
 }
 
 func newCluster(t *testing.T, tweak func(*token.Config)) *cluster {
@@ -154,10 +216,11 @@ func (c *cluster) start(name string, proxied bool) *node {
 		cfg.URL = "amqp://" + u[:at+1] + p.Addr() + "/"
 	}
 	obs := token.NewObserver(cfg.LeaseTTL)
+	n.store = &crashableStore{LeaseStore: c.st}
 	var err error
-	n.el, err = token.NewElector(cfg, c.st, &fakeLeader{c: c, name: name}, obs)
+	n.el, err = token.NewElector(cfg, n.store, &fakeLeader{c: c, name: name}, obs)
 	require.NoError(t, err)
-	n.wd, err = token.NewWatchdog(cfg, c.st, obs)
+	n.wd, err = token.NewWatchdog(cfg, n.store, obs)
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
@@ -320,6 +383,31 @@ func TestBlackholedExecutorStopsBeforeTakeover(t *testing.T) {
 	leader.proxy.Restore()
 	time.Sleep(2 * time.Second)
 	require.Equal(t, 1, countRoles(nodes))
+}
+
+// A crashed executor cannot release its lease. The broker requeues its token
+// when the connection dies, and the successor takes over once HolderTTL has
+// passed, well before the lease's TTL.
+func TestCrashedExecutorIsReplacedAfterHolderTTL(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, func(cfg *token.Config) {
+		cfg.LeaseTTL, cfg.RenewInterval, cfg.HolderTTL = 6*time.Second, time.Second, time.Second
+	})
+	nodes := []*node{c.start("a", true), c.start("b", true)}
+	leader := c.waitLeader(nodes, 10*time.Second)
+	before := len(c.leads())
+	crashed := time.Now()
+	leader.crash()
+	require.Eventually(t, func() bool { return len(c.leads()) > before }, 15*time.Second, 5*time.Millisecond)
+	next := c.leads()[before]
+	took := next.at.Sub(crashed)
+	t.Logf("takeover %s after the crash (holder TTL %s, lease TTL %s)", took, c.cfg.HolderTTL, c.cfg.LeaseTTL)
+	require.NotEqual(t, leader.name, next.node)
+	require.GreaterOrEqual(t, took, c.cfg.HolderTTL, "the successor waited for the crashed executor to stop")
+	require.Less(t, took, c.cfg.LeaseTTL-time.Second, "the successor did not wait out the lease")
+	l, err := c.st.Lease(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, next.epoch, l.Epoch)
 }
 
 func TestConnectionResetMovesLeadership(t *testing.T) {

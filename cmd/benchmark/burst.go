@@ -91,7 +91,7 @@ func instanceConfig(env *benchEnv, cluster, id string, hooks executor.Hooks) ins
 		AMQPURL: env.o.amqpURL, Heartbeat: 5 * time.Second, ConnectTimeout: 5 * time.Second,
 		ReconnectMin: 100 * time.Millisecond, ReconnectMax: 10 * time.Second,
 		MongoURI: env.aux.MongoURI, MongoDatabase: cluster, MongoTimeout: 5 * time.Second, RunsRetention: 720 * time.Hour,
-		LeaseTTL: 5 * time.Second, RenewInterval: time.Second, HealthTimeout: time.Second,
+		LeaseTTL: 5 * time.Second, RenewInterval: time.Second, HolderTTL: 1200 * time.Millisecond, HealthTimeout: time.Second,
 		RotateInterval: 10 * time.Minute, WatchdogInterval: 500 * time.Millisecond,
 		CRUDTimeout: 10 * time.Second, Workers: env.o.workers, ClaimBatch: env.o.claimBatch, ClaimLead: env.o.claimLead,
 		Logger: env.log, ExecutorHooks: hooks,
