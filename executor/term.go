@@ -169,11 +169,16 @@ func (ts *termState) begin() {
 	ts.goTracked(ts.maintenanceLoop)
 }
 
+// firstLoadBatch is the size of the first batch of jobs a term loads.
+const firstLoadBatch = 100
+
 // load streams the jobs not yet loaded into the schedule, a batch at a
 // time. A failed attempt keeps what it loaded; the next one skips those.
 func (ts *termState) load(from time.Time) error {
-	size := ts.e.cfg.LoadBatch
-	batch := make([]*job.Job, 0, size)
+	// The first batch is small, so the first jobs start at once (the store
+	// also sends its first batch early).
+	size := min(ts.e.cfg.LoadBatch, firstLoadBatch)
+	batch := make([]*job.Job, 0, ts.e.cfg.LoadBatch)
 	err := ts.e.store.EachJob(ts.ctx, func(j *job.Job) error {
 		if ts.stopping.Load() {
 			return errStopped
@@ -187,7 +192,7 @@ func (ts *termState) load(from time.Time) error {
 		}
 		if len(batch) == size {
 			ts.joinLoaded(batch, from)
-			batch = batch[:0]
+			batch, size = batch[:0], ts.e.cfg.LoadBatch
 		}
 		return nil
 	})
