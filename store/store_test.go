@@ -203,6 +203,45 @@ func TestJobQueries(t *testing.T) {
 	require.Equal(t, 3, n)
 }
 
+// EachJob reads batches ahead of the caller: every job arrives once, across
+// the small first batch and the large ones, and a caller's error stops the
+// read and is returned.
+func TestEachJobStreamsEveryJobOnce(t *testing.T) {
+	t.Parallel()
+	s := testenv.Store(t)
+	ctx := context.Background()
+	f := acquire(t, s, "x").Fence()
+	const n = 2345
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs <- s.CreateJob(ctx, f, newJob(fmt.Sprintf("job-%04d", i))) }()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	seen := map[string]int{}
+	require.NoError(t, s.EachJob(ctx, func(j *job.Job) error { seen[j.Name]++; return nil }))
+	require.Len(t, seen, n)
+	for name, c := range seen {
+		require.Equal(t, 1, c, name)
+	}
+
+	stop := errors.New("enough")
+	var got int
+	err := s.EachJob(ctx, func(*job.Job) error {
+		if got++; got == 150 {
+			return stop
+		}
+		return nil
+	})
+	require.ErrorIs(t, err, stop)
+	require.Equal(t, 150, got)
+}
+
 func TestClaimsAreUniquePerTick(t *testing.T) {
 	t.Parallel()
 	s := testenv.Store(t)
