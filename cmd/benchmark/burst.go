@@ -1,11 +1,15 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,6 +36,55 @@ type storeTally struct {
 	want                                   int64
 	all                                    chan struct{}
 	once                                   sync.Once
+	sent                                   sendLags
+}
+
+// sendLags gathers, from the executor's Fired hook, the lag of each fire
+// scheduled in a window at the moment its request is sent, which is how the
+// issue defines lag; the receiver's figures add the trip to it. The worst
+// seconds show whether a tail is spread out or made by a few moments.
+type sendLags struct {
+	on       atomic.Bool // a window is set: other scenarios pay nothing
+	mu       sync.Mutex
+	from, to time.Time
+	lags     []time.Duration
+	worst    map[time.Time]time.Duration // by scheduled second
+}
+
+func (s *sendLags) window(from, to time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.from, s.to, s.lags, s.worst = from, to, nil, map[time.Time]time.Duration{}
+	s.on.Store(true)
+}
+
+func (s *sendLags) add(lag time.Duration) {
+	if !s.on.Load() {
+		return
+	}
+	at := time.Now().Add(-lag)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.from.IsZero() || at.Before(s.from) || !at.Before(s.to) {
+		return
+	}
+	s.lags = append(s.lags, lag)
+	sec := at.Truncate(time.Second)
+	s.worst[sec] = max(s.worst[sec], lag)
+}
+
+// note sums the window up, with its five worst seconds.
+func (s *sendLags) note() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := summarize(s.lags)
+	secs := slices.SortedFunc(maps.Keys(s.worst), func(a, b time.Time) int { return cmp.Compare(s.worst[b], s.worst[a]) })
+	var worst []string
+	for _, sec := range secs[:min(5, len(secs))] {
+		worst = append(worst, fmt.Sprintf("%s %s", sec.Format("15:04:05"), round(s.worst[sec])))
+	}
+	return fmt.Sprintf("at send p50 %s p99 %s max %s, worst seconds %s",
+		round(st.P50), round(st.P99), round(st.Max), strings.Join(worst, ", "))
 }
 
 func newStoreTally(want int) *storeTally {
@@ -40,6 +93,7 @@ func newStoreTally(want int) *storeTally {
 
 func (t *storeTally) hooks() executor.Hooks {
 	return executor.Hooks{
+		Fired:    func(_ string, lag time.Duration) { t.sent.add(lag) },
 		Recorded: func(string, string) { t.unfired.Add(1) },
 		Finished: func(_, status string, _ time.Duration) {
 			t.finished.Add(1)

@@ -47,6 +47,7 @@ func batonSpread(ctx context.Context, env *benchEnv, n int, d time.Duration) (ro
 
 	from := time.Now().Add(spreadWarmup).Truncate(time.Second).UTC()
 	to := from.Add(d)
+	tally.sent.window(from, to)
 	if err := env.aux.Window(ctx, from, to); err != nil {
 		return r, err
 	}
@@ -76,6 +77,7 @@ func batonSpread(ctx context.Context, env *benchEnv, n int, d time.Duration) (ro
 		fmt.Sprintf("sustained %.0f/s, expected %.0f/s", r.Rate, float64(want)/d.Seconds()),
 		receivedNote(st.Count, want),
 		"by minute " + byMinuteNote(st.Minutes, n, from, to),
+		tally.sent.note(),
 		fmt.Sprintf("Baton %.0f%% of a core, store+receiver %.0f%%", 100*r.CPU.Seconds()/d.Seconds(), 100*r.AuxCPU.Seconds()/d.Seconds()),
 		fmt.Sprintf("record backlog %d outcomes at the window's end, %d after", backlog, tally.finished.Load()-tally.recorded.Load()),
 		fmt.Sprintf("insert %s, elect+load %s", round(insertTook), round(loaded)),
