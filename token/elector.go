@@ -171,6 +171,9 @@ type session struct {
 	e          *Elector
 	conn       *amqp.Connection
 	ch         *amqp.Channel // consumes the token
+	// chCalls serializes requests on ch after setup: amqp091 matches a
+	// channel's replies to its requests by order, so two at once may swap.
+	chCalls sync.Mutex
 	pub        *amqp.Channel // confirm mode: token publishes and health checks
 	deliveries <-chan amqp.Delivery
 	lost       chan error
@@ -597,7 +600,9 @@ func (s *session) confirm(term *Term) {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
+			s.chCalls.Lock()
 			_, err := s.ch.QueueDeclarePassive(cfg.Queue, true, false, false, false, nil)
+			s.chCalls.Unlock()
 			answer <- err
 		}()
 		select {
@@ -776,6 +781,8 @@ func (s *session) giveBack() {
 		return
 	}
 	_, _ = s.call(s.e.cfg.HealthTimeout, func() (struct{}, error) {
+		s.chCalls.Lock()
+		defer s.chCalls.Unlock()
 		return struct{}{}, s.ch.Cancel(s.tag, false)
 	})
 	_ = s.held.Nack(false, true)
