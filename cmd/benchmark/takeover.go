@@ -16,10 +16,11 @@ import (
 // takeover runs instances of the real binary over n jobs and measures two
 // takeovers from the new holder's logs and the receiver: from holding the
 // token to leading, to every job scheduled ("executor running"), and to its
-// first fire. First the executor is SIGKILLed: its successor must wait out
-// the dead lease (the token's arrival does not prove the old executor has
-// stopped). Then the new executor is stopped with SIGTERM, and releases
-// the lease for a third instance at once.
+// first fire. First the executor is SIGKILLed: its successor receives the
+// token back from the broker and waits lease.holder_ttl, by when the old
+// executor would have stopped even if it were alive. Then the new executor
+// is stopped with SIGTERM, and releases the lease for a third instance at
+// once.
 //
 // The jobs are hourly, spread over the hour's seconds (about 28 per second
 // at 100,000), so a fire is due every second.
