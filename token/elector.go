@@ -168,12 +168,12 @@ var (
 
 // session is one broker connection's life.
 type session struct {
-	e          *Elector
-	conn       *amqp.Connection
-	ch         *amqp.Channel // consumes the token
+	e    *Elector
+	conn *amqp.Connection
+	ch   *amqp.Channel // consumes the token
 	// chCalls serializes requests on ch after setup: amqp091 matches a
 	// channel's replies to its requests by order, so two at once may swap.
-	chCalls sync.Mutex
+	chCalls    sync.Mutex
 	pub        *amqp.Channel // confirm mode: token publishes and health checks
 	deliveries <-chan amqp.Delivery
 	lost       chan error
