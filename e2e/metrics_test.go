@@ -72,6 +72,11 @@ func TestMetricsScrape(t *testing.T) {
 				"go_goroutines":                        dto.MetricType_GAUGE,
 				"process_resident_memory_bytes":        dto.MetricType_GAUGE,
 			}
+			// The receiver counts a fire when it arrives; the executor
+			// observes its duration once the answer is back, a moment later.
+			require.Eventually(t, func() bool {
+				return sum(scrape(t, exec)["baton_run_duration_seconds"]) >= 3
+			}, 5*time.Second, 50*time.Millisecond)
 			executors := 0.0
 			for _, n := range e.c.Nodes {
 				got := scrape(t, n)
