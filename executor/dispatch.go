@@ -402,6 +402,7 @@ func (ts *termState) unsent(f *fire, status, reason string) {
 func (e *Executor) enqueue(f *fire) {
 	e.closeMu.RLock()
 	if !e.closed {
+		e.unstarted.Add(1)
 		e.fires <- f
 		e.closeMu.RUnlock()
 		return
@@ -445,8 +446,16 @@ func (e *Executor) work() {
 
 func (e *Executor) dispatch(f *fire) {
 	ts, term := f.ts, f.ts.term
-	started := false
+	started, decided := false, false
+	decide := func() {
+		if !decided {
+			decided = true
+			e.unstarted.Add(-1)
+		}
+	}
+	defer decide()
 	allow := func() error {
+		defer decide()
 		switch {
 		case ts.stopping.Load():
 			return errStopped

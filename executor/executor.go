@@ -122,6 +122,10 @@ type Executor struct {
 	// unfed counts claimed fires not yet handed to the workers: waiting
 	// for their time (ClaimLead) or for room in the queue.
 	unfed atomic.Int64
+	// unstarted counts fires handed to the workers whose first attempt has
+	// not yet checked the term: Quiesce waits for them too, or a fire taken
+	// by a worker just before the term ends would be refused.
+	unstarted atomic.Int64
 	// nextDue is when the next fires claimed ahead come due (unix ns).
 	nextDue atomic.Int64
 
@@ -263,11 +267,11 @@ func (e *Executor) Quiesce(ctx context.Context) {
 	defer cancel()
 	t := e.clock.NewTicker(5 * time.Millisecond)
 	defer t.Stop()
-	for (e.unfed.Load() > 0 || len(e.fires) > 0) && ts.term.Valid() {
+	for (e.unfed.Load() > 0 || e.unstarted.Load() > 0) && ts.term.Valid() {
 		select {
 		case <-ctx.Done():
 			e.log.Info("handing over with claimed fires not yet sent; they are recorded as cancelled",
-				"unsent", e.unfed.Load()+int64(len(e.fires)))
+				"unsent", e.unfed.Load()+e.unstarted.Load())
 			return
 		case <-t.Chan():
 		}
