@@ -394,7 +394,7 @@ func (s *session) contend(ctx context.Context, lease store.Lease) error {
 			_, _, unchanged := e.obs.Last()
 			wait := e.cfg.LeaseTTL - unchanged
 			if s.requeued {
-				wait = min(wait, e.cfg.HolderTTL-min(unchanged, e.now().Sub(s.heldSince)))
+				wait = min(wait, s.holderWait())
 			}
 			e.log.Info("holding the token; waiting for the previous executor to stop",
 				"holder", lease.Holder, "epoch", lease.Epoch, "requeued", s.requeued, "wait", wait)
@@ -429,11 +429,14 @@ func (s *session) contend(ctx context.Context, lease store.Lease) error {
 // queue's consumer registered, deaf, on a live channel; its holder, if alive,
 // keeps renewing.
 func (s *session) holderGone() bool {
-	if !s.requeued {
-		return false
-	}
+	return s.requeued && s.holderWait() <= 0
+}
+
+// holderWait is how much longer the held token and the lease must stay
+// unmoved before holderGone may report the holder gone.
+func (s *session) holderWait() time.Duration {
 	_, _, unchanged := s.e.obs.Last()
-	return min(unchanged, s.e.now().Sub(s.heldSince)) >= s.e.cfg.HolderTTL
+	return s.e.cfg.HolderTTL - min(unchanged, s.e.now().Sub(s.heldSince))
 }
 
 // lead runs one term. It returns nil after a graceful hand-over, or the

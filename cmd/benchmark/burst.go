@@ -65,7 +65,7 @@ func (s *sendLags) add(lag time.Duration) {
 	at := time.Now().Add(-lag)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.from.IsZero() || at.Before(s.from) || !at.Before(s.to) {
+	if at.Before(s.from) || !at.Before(s.to) {
 		return
 	}
 	s.lags = append(s.lags, lag)
