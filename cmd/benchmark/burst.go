@@ -49,12 +49,13 @@ type sendLags struct {
 	from, to time.Time
 	lags     []time.Duration
 	worst    map[time.Time]time.Duration // by scheduled second
+	first    map[time.Time]time.Duration // the least lag by scheduled second
 }
 
 func (s *sendLags) window(from, to time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.from, s.to, s.lags, s.worst = from, to, nil, map[time.Time]time.Duration{}
+	s.from, s.to, s.lags, s.worst, s.first = from, to, nil, map[time.Time]time.Duration{}, map[time.Time]time.Duration{}
 	s.on.Store(true)
 }
 
@@ -71,9 +72,13 @@ func (s *sendLags) add(lag time.Duration) {
 	s.lags = append(s.lags, lag)
 	sec := at.Truncate(time.Second)
 	s.worst[sec] = max(s.worst[sec], lag)
+	if f, ok := s.first[sec]; !ok || lag < f {
+		s.first[sec] = lag
+	}
 }
 
-// note sums the window up, with its five worst seconds.
+// note sums the window up: all fires, each second's first and last, and
+// the five worst seconds.
 func (s *sendLags) note() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -83,8 +88,13 @@ func (s *sendLags) note() string {
 	for _, sec := range secs[:min(5, len(secs))] {
 		worst = append(worst, fmt.Sprintf("%s %s", sec.Format("15:04:05"), round(s.worst[sec])))
 	}
-	return fmt.Sprintf("at send p50 %s p99 %s max %s, worst seconds %s",
-		round(st.P50), round(st.P99), round(st.Max), strings.Join(worst, ", "))
+	// Per second: when its first fire went out, and its last; a wave's
+	// own length is the difference.
+	firsts, lasts := slices.Collect(maps.Values(s.first)), slices.Collect(maps.Values(s.worst))
+	slices.Sort(firsts)
+	slices.Sort(lasts)
+	return fmt.Sprintf("at send p50 %s p99 %s max %s; per second, first fire p50 %s p90 %s, last fire p50 %s p90 %s; worst seconds %s",
+		round(st.P50), round(st.P99), round(st.Max), round(quantile(firsts, 0.5)), round(quantile(firsts, 0.9)), round(quantile(lasts, 0.5)), round(quantile(lasts, 0.9)), strings.Join(worst, ", "))
 }
 
 func newStoreTally(want int) *storeTally {
