@@ -35,12 +35,18 @@ func newDispatcher() (*target.Dispatcher, error) {
 // scheduler, no store. Each request carries the loop's start as its
 // scheduled time, so its "lag" is how long it waited for the client.
 func rawLoop(ctx context.Context, env *benchEnv, n int) (row, error) {
-	r := row{Scenario: "ref-raw-http", N: n}
 	disp, err := newDispatcher()
 	if err != nil {
-		return r, err
+		return row{Scenario: "ref-raw-http", N: n}, err
 	}
 	defer disp.Close()
+	return rawLoopWith(ctx, env, disp, n)
+}
+
+// rawLoopWith is rawLoop with a given client, whose connections may be
+// open already.
+func rawLoopWith(ctx context.Context, env *benchEnv, disp *target.Dispatcher, n int) (row, error) {
+	r := row{Scenario: "ref-raw-http", N: n}
 	j := benchJob("raw", "* * * * *", env.aux.URL+"/raw")
 	if err := env.aux.Reset(ctx); err != nil {
 		return r, err

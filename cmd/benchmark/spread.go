@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -33,6 +34,10 @@ func batonSpread(ctx context.Context, env *benchEnv, n int, d time.Duration) (ro
 		return r, err
 	}
 	defer cleanup()
+	wave, err := rawWaves(ctx, env, n/60)
+	if err != nil {
+		return r, err
+	}
 	t0 := time.Now()
 	if err := insertSpread(ctx, db, "s", n, time.Minute, env.aux.URL+"/spread"); err != nil {
 		return r, err
@@ -78,6 +83,7 @@ func batonSpread(ctx context.Context, env *benchEnv, n int, d time.Duration) (ro
 		receivedNote(st.Count, want),
 		"by minute " + byMinuteNote(st.Minutes, n, from, to),
 		tally.sent.note(),
+		wave,
 		fmt.Sprintf("Baton %.0f%% of a core, store+receiver %.0f%%", 100*r.CPU.Seconds()/d.Seconds(), 100*r.AuxCPU.Seconds()/d.Seconds()),
 		fmt.Sprintf("record backlog %d outcomes at the window's end, %d after", backlog, tally.finished.Load()-tally.recorded.Load()),
 		fmt.Sprintf("insert %s, elect+load %s", round(insertTook), round(loaded)),
@@ -90,6 +96,36 @@ func batonSpread(ctx context.Context, env *benchEnv, n int, d time.Duration) (ro
 	}
 	r.Note = strings.Join(notes, "; ")
 	return r, nil
+}
+
+// rawWaves is the limit for one second's fires: the raw HTTP loop sends a
+// wave of that many requests, the same client and receiver, with the store
+// idle, several times over kept-alive connections; it returns their lags
+// at the receiver, which the spread's figures compare with.
+func rawWaves(ctx context.Context, env *benchEnv, size int) (string, error) {
+	const waves = 10
+	disp, err := newDispatcher()
+	if err != nil {
+		return "", err
+	}
+	defer disp.Close()
+	var p99s, lasts []time.Duration
+	for i := range waves + 1 {
+		w, err := rawLoopWith(ctx, env, disp, size)
+		if err != nil {
+			return "", fmt.Errorf("raw wave: %w", err)
+		}
+		if i > 0 { // the first opens the connections, which Baton keeps open
+			p99s, lasts = append(p99s, w.P99), append(lasts, w.Last)
+		}
+		if err := sleepUntil(ctx, time.Now().Add(200*time.Millisecond)); err != nil {
+			return "", err
+		}
+	}
+	slices.Sort(p99s)
+	slices.Sort(lasts)
+	return fmt.Sprintf("the raw loop's wave of %d requests, %d times, store idle: p99 lag p50 %s max %s, last request p50 %s max %s",
+		size, waves, round(quantile(p99s, 0.5)), round(quantile(p99s, 1)), round(quantile(lasts, 0.5)), round(quantile(lasts, 1))), nil
 }
 
 // spreadTicks is the number of ticks of insertSpread's n per-minute jobs
