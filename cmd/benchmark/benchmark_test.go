@@ -21,9 +21,10 @@ func TestMain(m *testing.M) {
 
 // TestSmoke runs the benchmark at a tiny size: every row must come out,
 // with every fire received once and recorded, and the spread scenario's
-// window received in full.
+// window received in full. Two rounds: each gets its ratios, and their
+// median is printed.
 func TestSmoke(t *testing.T) {
-	o, err := parseFlags([]string{"-sizes", "50", "-quick", "-scenarios", "ref,burst,crud,spread", "-crud-n", "20",
+	o, err := parseFlags([]string{"-sizes", "50", "-rounds", "2", "-quick", "-scenarios", "ref,burst,crud,spread", "-crud-n", "20",
 		"-lead", "4s", "-timeout", "60s", "-spread-n", "600", "-spread-for", "5s"})
 	require.NoError(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -32,7 +33,9 @@ func TestSmoke(t *testing.T) {
 	rows, err := run(ctx, o, &out)
 	t.Log("\n" + out.String())
 	require.NoError(t, err)
-	require.Len(t, rows, 3+4+1)
+	require.Len(t, rows, 2*3+4+1)
+	require.Contains(t, out.String(), "baton-burst-50 over 2 rounds: last vs raw median")
+	require.Contains(t, out.String(), "the raw loop's wave of 10 requests")
 	for _, r := range rows {
 		require.NotContains(t, r.Note, "MISMATCH", r.Scenario)
 		require.NotContains(t, r.Note, "SHORT", r.Scenario)

@@ -3,6 +3,7 @@
 //
 //	go run ./cmd/benchmark                      # every scenario at 350, 10000, 100000
 //	go run ./cmd/benchmark -sizes 50 -quick     # a smoke run
+//	go run ./cmd/benchmark -rounds 3            # burst ratios as medians of 3 interleaved rounds
 //
 // Scenarios (-scenarios, comma-separated):
 //
@@ -21,7 +22,8 @@
 //   - spread: -spread-n jobs that fire every minute, spread evenly over its
 //     seconds, run by an in-process executor; the fires scheduled in a
 //     window of -spread-for after loading and a warm-up are measured:
-//     sustained rate, lag, and ticks missing.
+//     sustained rate, lag, and ticks missing. Before it, the raw loop sends
+//     waves of one second's fires: the limit for a second's last fire.
 //
 // The store (FerretDB) and the receiver run in a helper process, so this
 // process's CPU time and peak RSS are the scheduler's and its HTTP client's.
@@ -38,6 +40,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -47,6 +50,7 @@ import (
 
 type options struct {
 	sizes       []int
+	rounds      int
 	scenarios   map[string]bool
 	workers     int
 	claimBatch  int
@@ -103,6 +107,7 @@ func parseFlags(args []string) (options, error) {
 	fs := flag.NewFlagSet("benchmark", flag.ContinueOnError)
 	sizes := fs.String("sizes", "350,10000,100000", "burst sizes N (comma-separated)")
 	scen := fs.String("scenarios", "ref,burst,crud,takeover,spread", "scenarios to run")
+	fs.IntVar(&o.rounds, "rounds", 1, "how many times each size's ref and burst rows run, interleaved; ratios are taken within a round, and their median over rounds is printed")
 	fs.IntVar(&o.workers, "workers", 256, "Baton's executor.workers, and the raw loop's concurrency")
 	fs.IntVar(&o.claimBatch, "claim-batch", 4000, "Baton's executor.claim_batch")
 	fs.DurationVar(&o.claimLead, "claim-lead", 200*time.Millisecond, "Baton's executor.claim_lead")
@@ -137,6 +142,9 @@ func parseFlags(args []string) (options, error) {
 		default:
 			return o, fmt.Errorf("-scenarios: unknown scenario %q", s)
 		}
+	}
+	if o.rounds < 1 {
+		return o, fmt.Errorf("-rounds must be at least 1")
 	}
 	if o.spreadN <= 0 || o.spreadFor < time.Second {
 		return o, fmt.Errorf("-spread-n must be positive and -spread-for at least 1s")
@@ -179,20 +187,27 @@ func run(ctx context.Context, o options, w io.Writer) ([]row, error) {
 	for _, n := range o.sizes {
 		largest = max(largest, n)
 	}
+	// Rounds interleave the rows they compare, so that a slow or fast
+	// stretch of this shared machine falls on all three alike.
 	for _, n := range o.sizes {
-		if ctx.Err() != nil {
-			break
-		}
-		if o.scenarios["ref"] {
-			add(rawLoop(ctx, env, n))
-			add(bareGocron(ctx, env, n))
-		}
-		if o.scenarios["burst"] {
-			var profiles burstProfiles
-			if n == largest {
-				profiles = burstProfiles{cpu: o.cpuprofile, heap: o.memprofile}
+		for round := 1; round <= o.rounds && ctx.Err() == nil; round++ {
+			inRound := func(r row, err error) (row, error) {
+				if o.rounds > 1 {
+					r.Round = round
+				}
+				return r, err
 			}
-			add(batonBurst(ctx, env, n, profiles))
+			if o.scenarios["ref"] {
+				add(inRound(rawLoop(ctx, env, n)))
+				add(inRound(bareGocron(ctx, env, n)))
+			}
+			if o.scenarios["burst"] {
+				var profiles burstProfiles
+				if n == largest && round == 1 {
+					profiles = burstProfiles{cpu: o.cpuprofile, heap: o.memprofile}
+				}
+				add(inRound(batonBurst(ctx, env, n, profiles)))
+			}
 		}
 	}
 	if o.scenarios["crud"] && ctx.Err() == nil {
@@ -222,6 +237,7 @@ func run(ctx context.Context, o options, w io.Writer) ([]row, error) {
 type row struct {
 	Scenario string
 	N        int
+	Round    int // of -rounds, when more than one
 	// Lag at the receiver (or latency, for crud).
 	P50, P99, Max time.Duration
 	// Last is from the scheduled instant to the last request received;
@@ -292,21 +308,36 @@ func ratio(a, b time.Duration) string {
 // request, "vs gocron" the p99 lag.
 func printTable(w io.Writer, rows []row) {
 	ref := map[string]row{}
+	key := func(scenario string, r row) string { return fmt.Sprintf("%s/%d/%d", scenario, r.N, r.Round) }
 	for _, r := range rows {
-		ref[r.Scenario+"/"+strconv.Itoa(r.N)] = r
+		ref[key(r.Scenario, r)] = r
 	}
+	type ratios struct{ vsRaw, vsGocron []float64 }
+	bySize := map[int]*ratios{}
+	var sizes []int
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "scenario\tn\tp50\tp99\tmax\tlast fire\trecorded\tper s\tcpu s\taux cpu s\tpeak RSS MB\tclaim s\trecord s\tlast vs raw\tp99 vs gocron\t")
 	for _, r := range rows {
 		vsRaw, vsGocron := "-", "-"
 		if r.Scenario == "baton-burst" {
-			k := "/" + strconv.Itoa(r.N)
-			if raw, ok := ref["ref-raw-http"+k]; ok {
+			rs := bySize[r.N]
+			if rs == nil {
+				rs = &ratios{}
+				bySize[r.N] = rs
+				sizes = append(sizes, r.N)
+			}
+			if raw, ok := ref[key("ref-raw-http", r)]; ok && raw.Last > 0 && r.Last > 0 {
 				vsRaw = ratio(r.Last, raw.Last)
+				rs.vsRaw = append(rs.vsRaw, r.Last.Seconds()/raw.Last.Seconds())
 			}
-			if g, ok := ref["ref-gocron"+k]; ok {
+			if g, ok := ref[key("ref-gocron", r)]; ok && g.P99 > 0 && r.P99 > 0 {
 				vsGocron = ratio(r.P99, g.P99)
+				rs.vsGocron = append(rs.vsGocron, r.P99.Seconds()/g.P99.Seconds())
 			}
+		}
+		name := r.Scenario
+		if r.Round > 0 {
+			name = fmt.Sprintf("%s #%d", r.Scenario, r.Round)
 		}
 		rate := "-"
 		if r.Rate > 0 {
@@ -316,15 +347,42 @@ func printTable(w io.Writer, rows []row) {
 		if r.RSS > 0 {
 			rss = strconv.FormatInt(r.RSS>>20, 10)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", r.Scenario, r.N,
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", name, r.N,
 			fmtDur(r.P50), fmtDur(r.P99), fmtDur(r.Max), fmtDur(r.Last), fmtDur(r.Recorded), rate,
 			fmtSec(r.CPU), fmtSec(r.AuxCPU), rss, fmtSec(r.Claim), fmtSec(r.Record), vsRaw, vsGocron)
 	}
 	_ = tw.Flush()
 	fmt.Fprintln(w)
+	for _, n := range sizes {
+		if rs := bySize[n]; len(rs.vsRaw) > 1 || len(rs.vsGocron) > 1 {
+			fmt.Fprintf(w, "baton-burst-%d over %d rounds: last vs raw median %s (%s), p99 vs gocron median %s (%s)\n",
+				n, max(len(rs.vsRaw), len(rs.vsGocron)), medianRatio(rs.vsRaw), ratioList(rs.vsRaw), medianRatio(rs.vsGocron), ratioList(rs.vsGocron))
+		}
+	}
 	for _, r := range rows {
 		if r.Note != "" {
+			if r.Round > 0 {
+				fmt.Fprintf(w, "%s-%d #%d: %s\n", r.Scenario, r.N, r.Round, r.Note)
+				continue
+			}
 			fmt.Fprintf(w, "%s-%d: %s\n", r.Scenario, r.N, r.Note)
 		}
 	}
+}
+
+// medianRatio is the median of rs (the lower middle of an even count).
+func medianRatio(rs []float64) string {
+	if len(rs) == 0 {
+		return "-"
+	}
+	s := slices.Sorted(slices.Values(rs))
+	return fmt.Sprintf("%.2fx", s[(len(s)-1)/2])
+}
+
+func ratioList(rs []float64) string {
+	parts := make([]string, len(rs))
+	for i, r := range rs {
+		parts[i] = fmt.Sprintf("%.2fx", r)
+	}
+	return strings.Join(parts, ", ")
 }
