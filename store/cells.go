@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
-	"hash/fnv"
 	"slices"
 	"time"
 
@@ -123,9 +122,20 @@ func CellID(r Run) string {
 
 // CellOf names the cell of job's tick t in schedule group group.
 func CellOf(group, job string, t time.Time) string {
-	h := fnv.New32a()
-	_, _ = h.Write([]byte(job))
-	return fmt.Sprintf("%s@%d#%d", group, t.UnixNano(), h.Sum32()%cellShards)
+	return fmt.Sprintf("%s@%d#%d", group, t.UnixNano(), CellShard(job))
+}
+
+// CellShard is the shard of job's cells: the cells of one group and tick
+// are those of its jobs' shards. It is FNV-1a, written out so that it
+// allocates nothing: a pass of 100,000 jobs asks it for each.
+func CellShard(job string) int {
+	const offset32, prime32 = 2166136261, 16777619
+	h := uint32(offset32)
+	for i := 0; i < len(job); i++ {
+		h ^= uint32(job[i])
+		h *= prime32
+	}
+	return int(h % cellShards)
 }
 
 // claimMode says what claim does with the run documents of ticks claimed

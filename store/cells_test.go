@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"fmt"
+	"hash/fnv"
 	"slices"
 	"sync"
 	"testing"
@@ -53,6 +54,19 @@ func TestTickFireIDIsAVersion7UUIDOfItsTick(t *testing.T) {
 	require.Equal(t, id, store.TickFireID("a", tick), "the same for every executor")
 	require.NotEqual(t, id, store.TickFireID("b", tick))
 	require.NotEqual(t, id, store.TickFireID("a", tick.Add(time.Nanosecond)))
+}
+
+// Cell ids are what executors of different versions meet on, so they must
+// not change: the shard is FNV-1a of the job name, as it always was.
+func TestCellIDsAreStable(t *testing.T) {
+	t.Parallel()
+	at := time.Date(2026, 1, 1, 0, 1, 0, 0, time.UTC)
+	for _, name := range []string{"", "a", "job-000001", "billing.nightly-report", "ünïcode"} {
+		h := fnv.New32a()
+		_, _ = h.Write([]byte(name))
+		require.Equal(t, int(h.Sum32()%16), store.CellShard(name), name)
+		require.Equal(t, fmt.Sprintf("g@%d#%d", at.UnixNano(), h.Sum32()%16), store.CellOf("g", name, at), name)
+	}
 }
 
 func TestCellClaimsAreUniquePerTick(t *testing.T) {
