@@ -16,8 +16,11 @@ func TestBusyBeforeAWaveOfFires(t *testing.T) {
 		name   string
 		due    []time.Time // noteDue calls, in order
 		queued int
-		within time.Duration
-		want   bool
+		// sending fires are being sent, the last handed over fedAgo.
+		sending int
+		fedAgo  time.Duration
+		within  time.Duration
+		want    bool
 	}{
 		{name: "nothing claimed ahead", within: time.Second, want: false},
 		{name: "a wave due within the write", due: []time.Time{now.Add(100 * time.Millisecond)}, within: 150 * time.Millisecond, want: true},
@@ -27,6 +30,9 @@ func TestBusyBeforeAWaveOfFires(t *testing.T) {
 		{name: "a later wave does not hide an earlier one", due: []time.Time{now.Add(100 * time.Millisecond), now.Add(900 * time.Millisecond)}, within: 150 * time.Millisecond, want: true},
 		{name: "a past wave is replaced", due: []time.Time{now.Add(-time.Second), now.Add(100 * time.Millisecond)}, within: 150 * time.Millisecond, want: true},
 		{name: "fires waiting for the workers", queued: 1, within: 0, want: true},
+		{name: "a wave's tail still being sent", sending: 1, fedAgo: 100 * time.Millisecond, want: true},
+		{name: "fires sent long after the last was handed over", sending: 1, fedAgo: time.Second, want: false},
+		{name: "nothing being sent", fedAgo: 100 * time.Millisecond, want: false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -36,6 +42,10 @@ func TestBusyBeforeAWaveOfFires(t *testing.T) {
 			}
 			for range tc.queued {
 				e.fires <- &fire{}
+			}
+			e.sending.Store(int64(tc.sending))
+			if tc.fedAgo > 0 {
+				e.lastFed.Store(now.Add(-tc.fedAgo).UnixNano())
 			}
 			require.Equal(t, tc.want, e.busy(tc.within))
 		})

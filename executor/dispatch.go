@@ -425,6 +425,7 @@ func (e *Executor) enqueue(f *fire) {
 	e.closeMu.RLock()
 	if !e.closed {
 		e.unstarted.Add(1)
+		e.lastFed.Store(e.clock.Now().UnixNano())
 		e.fires <- f
 		e.closeMu.RUnlock()
 		return
@@ -467,6 +468,7 @@ func (e *Executor) work() {
 }
 
 func (e *Executor) dispatch(f *fire) {
+	e.sending.Add(1)
 	ts, term := f.ts, f.ts.term
 	started, decided := false, false
 	decide := func() {
@@ -497,6 +499,7 @@ func (e *Executor) dispatch(f *fire) {
 	if r.Status == store.StatusCancelled && f.ctx.Err() != nil && r.Error == "" {
 		r.Error = "cancelled by a newer run (concurrency replace)"
 	}
+	e.sending.Add(-1)
 	// The run is over once the target answered: a slow store recording it
 	// must not make the next tick look overlapping.
 	ts.release(f)
@@ -740,20 +743,35 @@ func (q *recordQueue) isClosed() bool {
 	return q.closed
 }
 
-// busy reports whether fires wait for the workers, or fires claimed ahead
-// come due within d: a store write started now would compete with their
-// dispatch for the CPU (the test store and the receivers share it).
+// busy reports whether fires wait for the workers, a wave of fires is still
+// being sent, or fires claimed ahead come due within d: a store write
+// started now would compete with their dispatch for the CPU (the test store
+// and the receivers share it).
+//
+// A wave is still being sent while the workers hold fires and one was
+// handed to them within waveTail. Its last few hundred requests are held by
+// the workers, not queued, and they make its tail: spread-100k wrote a
+// batch of records during each second's tail. The bound keeps fires that
+// run long (slow targets) from holding the store off.
 func (e *Executor) busy(d time.Duration) bool {
 	if len(e.fires) > 0 {
+		return true
+	}
+	now := e.clock.Now().UnixNano()
+	if e.sending.Load() > 0 && now-e.lastFed.Load() < int64(waveTail) {
 		return true
 	}
 	due := e.nextDue.Load()
 	if due == 0 {
 		return false
 	}
-	until := time.Duration(due - e.clock.Now().UnixNano())
+	until := time.Duration(due - now)
 	return until > 0 && until < d
 }
+
+// waveTail bounds how long after the last fire handed to the workers busy
+// still counts the fires they are sending.
+const waveTail = 500 * time.Millisecond
 
 // noteDue records that fires claimed ahead come due at t, for busy.
 func (e *Executor) noteDue(t time.Time) {

@@ -128,6 +128,10 @@ type Executor struct {
 	unstarted atomic.Int64
 	// nextDue is when the next fires claimed ahead come due (unix ns).
 	nextDue atomic.Int64
+	// sending counts fires the workers are dispatching, and lastFed is
+	// when a fire was last handed to them (unix ns): see busy.
+	sending atomic.Int64
+	lastFed atomic.Int64
 
 	mu  sync.Mutex
 	cur *termState
