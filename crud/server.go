@@ -25,7 +25,7 @@ type Applier interface {
 // ServerStore is what a Server needs from the store.
 type ServerStore interface {
 	BeginRequest(ctx context.Context, f store.Fence, id string, now time.Time) (*store.Request, error)
-	FinishRequest(ctx context.Context, id string, reply []byte, now time.Time) error
+	FinishRequest(ctx context.Context, f store.Fence, id string, reply []byte, now time.Time) error
 }
 
 // ServerConfig configures a Server.
@@ -213,7 +213,7 @@ func (s *Server) handle(ctx context.Context, term *token.Term, ch *amqp.Channel,
 	// caller that timed out meanwhile reads, follows. Acked only after it:
 	// a redelivery then finds the request done and replies again.
 	s.reply(ctx, ch, d, body)
-	if err := s.store.FinishRequest(context.WithoutCancel(ctx), req.ID, body, time.Now().UTC()); err != nil {
+	if err := s.store.FinishRequest(context.WithoutCancel(ctx), term.Fence(), req.ID, body, time.Now().UTC()); err != nil {
 		log.Warn("could not record the reply", "error", err)
 	}
 	_ = d.Ack(false)

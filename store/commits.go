@@ -37,6 +37,7 @@ type requestResult struct {
 
 type finishedRequest struct {
 	id    string
+	epoch int64
 	reply []byte
 	at    time.Time
 }
@@ -124,7 +125,7 @@ func (s *Store) beginRequests(ctx context.Context, items []fencedRequest) []requ
 func (s *Store) finishRequests(ctx context.Context, items []finishedRequest) []error {
 	docs := make([]any, len(items))
 	for i, it := range items {
-		docs[i] = requestReply{ID: it.id, Reply: it.reply, CreatedAt: it.at}
+		docs[i] = requestReply{ID: it.id, Epoch: it.epoch, Reply: it.reply, CreatedAt: it.at}
 	}
 	errs := make([]error, len(items))
 	if _, err := s.insertMany(ctx, s.replies, docs); err != nil {

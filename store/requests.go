@@ -64,18 +64,46 @@ func (s *Store) decided(ctx context.Context, id string) (*Request, error) {
 	return existing, fmt.Errorf("store: request %s is %s: %w", id, existing.State, ErrExists)
 }
 
-// FinishRequest stores the reply of an applied request, which makes it
-// done, so that a caller that timed out after the executor began can still
-// learn the outcome. Concurrent calls share one write.
-func (s *Store) FinishRequest(ctx context.Context, id string, reply []byte, now time.Time) error {
-	return s.commits.finishRequest.Do(ctx, finishedRequest{id: id, reply: reply, at: now})
+// FinishRequest stores the reply of a request applied under fence f, which
+// makes it done, so that a caller that timed out after the executor began
+// can still learn the outcome. Concurrent calls share one write.
+func (s *Store) FinishRequest(ctx context.Context, f Fence, id string, reply []byte, now time.Time) error {
+	return s.commits.finishRequest.Do(ctx, finishedRequest{id: id, epoch: f.Epoch, reply: reply, at: now})
 }
 
 // requestReply is the reply of a finished request.
 type requestReply struct {
-	ID        string    `bson:"_id"`
-	Reply     []byte    `bson:"reply"`
+	ID    string `bson:"_id"`
+	Epoch int64  `bson:"epoch,omitempty"`
+	Reply []byte `bson:"reply"`
+	// CreatedAt is when the reply was stored.
 	CreatedAt time.Time `bson:"created_at"`
+}
+
+// Writes counts the forwarded writes an executor began applying, and those
+// it finished. Every change to a job is made between the two, so a reader
+// of the jobs knows that no change of that executor's was under way when
+// Begun equalled Finished, and that none began since while Begun stays the
+// same.
+type Writes struct {
+	Begun, Finished int64
+}
+
+// WritesOf counts the forwarded writes of the executor of epoch. Replies
+// stored by versions that did not record the epoch are not counted, so
+// Finished is then short, never over.
+func (s *Store) WritesOf(ctx context.Context, epoch int64) (Writes, error) {
+	octx, cancel := s.opContext(ctx)
+	defer cancel()
+	var w Writes
+	var err error
+	if w.Begun, err = s.requests.CountDocuments(octx, bson.M{"epoch": epoch}); err != nil {
+		return w, fmt.Errorf("store: count the writes of epoch %d: %w", epoch, err)
+	}
+	if w.Finished, err = s.replies.CountDocuments(octx, bson.M{"epoch": epoch}); err != nil {
+		return w, fmt.Errorf("store: count the finished writes of epoch %d: %w", epoch, err)
+	}
+	return w, nil
 }
 
 // Request reads the record of request id: done once its reply is stored.

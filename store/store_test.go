@@ -368,12 +368,12 @@ func TestRequestIsDecidedOnce(t *testing.T) {
 	rec, err := s.AbandonRequest(ctx, "r1", time.Now())
 	require.ErrorIs(t, err, store.ErrExists)
 	require.Equal(t, store.RequestApplying, rec.State)
-	require.NoError(t, s.FinishRequest(ctx, "r1", []byte(`{"ok":true}`), time.Now()))
+	require.NoError(t, s.FinishRequest(ctx, f, "r1", []byte(`{"ok":true}`), time.Now()))
 	rec, err = s.Request(ctx, "r1")
 	require.NoError(t, err)
 	require.Equal(t, store.RequestDone, rec.State)
 	require.JSONEq(t, `{"ok":true}`, string(rec.Reply))
-	require.NoError(t, s.FinishRequest(ctx, "r1", []byte(`{"ok":true}`), time.Now()), "a redelivery may finish it again")
+	require.NoError(t, s.FinishRequest(ctx, f, "r1", []byte(`{"ok":true}`), time.Now()), "a redelivery may finish it again")
 	rec, err = s.AbandonRequest(ctx, "r1", time.Now())
 	require.ErrorIs(t, err, store.ErrExists, "a finished request is never abandoned")
 	require.Equal(t, store.RequestDone, rec.State)
@@ -387,6 +387,40 @@ func TestRequestIsDecidedOnce(t *testing.T) {
 	rec, err = s.BeginRequest(ctx, f, "r2", time.Now())
 	require.ErrorIs(t, err, store.ErrExists, "an abandoned request is never applied")
 	require.Equal(t, store.RequestAbandoned, rec.State)
+}
+
+// WritesOf counts an executor's forwarded writes as begun when it claims
+// them and as finished when their replies are stored, and no one else's: a
+// successor relies on it to know that jobs it read before taking over did
+// not change meanwhile.
+func TestWritesOfCountsOneExecutorsWrites(t *testing.T) {
+	t.Parallel()
+	s := testenv.Store(t)
+	old := acquire(t, s, "old").Fence()
+	step := func(name string, do func() error, want store.Writes) {
+		t.Helper()
+		require.NoError(t, do(), name)
+		got, err := s.WritesOf(ctx, old.Epoch)
+		require.NoError(t, err, name)
+		require.Equal(t, want, got, name)
+	}
+	begin := func(id string) func() error {
+		return func() error { _, err := s.BeginRequest(ctx, old, id, time.Now()); return err }
+	}
+	finish := func(id string) func() error {
+		return func() error { return s.FinishRequest(ctx, old, id, []byte(`{}`), time.Now()) }
+	}
+	step("nothing yet", func() error { return nil }, store.Writes{})
+	step("one begun", begin("w1"), store.Writes{Begun: 1})
+	step("it finished", finish("w1"), store.Writes{Begun: 1, Finished: 1})
+	step("finished again by a redelivery", finish("w1"), store.Writes{Begun: 1, Finished: 1})
+	step("a caller gave up on another", func() error { _, err := s.AbandonRequest(ctx, "w2", time.Now()); return err },
+		store.Writes{Begun: 1, Finished: 1})
+	step("a third begun", begin("w3"), store.Writes{Begun: 2, Finished: 1})
+
+	other, err := s.WritesOf(ctx, old.Epoch+1)
+	require.NoError(t, err)
+	require.Equal(t, store.Writes{}, other, "another epoch's writes")
 }
 
 // A request that the version before separate replies finished, with its
@@ -621,7 +655,7 @@ func TestConcurrentWritesGetTheirOwnAnswers(t *testing.T) {
 			} else {
 				require.NoError(t, err, c.name)
 			}
-			require.NoError(t, s.FinishRequest(ctx, c.reqID, []byte(`{"name":"`+c.name+`"}`), time.Now()))
+			require.NoError(t, s.FinishRequest(ctx, c.fence, c.reqID, []byte(`{"name":"`+c.name+`"}`), time.Now()))
 		}()
 	}
 	close(start)
