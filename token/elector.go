@@ -47,6 +47,15 @@ type Quiescer interface {
 	Quiesce(ctx context.Context)
 }
 
+// Preparer is a Leader that gets ready to lead while its instance holds the
+// token but must wait for the previous lease to end: after a crash that is
+// lease.holder_ttl, which the executor spends reading jobs. Prepare gets
+// the lease being waited out and must return promptly. If the wait ends in
+// leading, Lead is called before ctx ends; otherwise ctx ends with the wait.
+type Preparer interface {
+	Prepare(ctx context.Context, prev store.Lease)
+}
+
 // Roles reported by Status.
 const (
 	RoleExecutor     = "executor"
@@ -372,6 +381,8 @@ func (s *session) contend(ctx context.Context, lease store.Lease) error {
 	poll := time.NewTicker(min(e.cfg.RenewInterval/4, 250*time.Millisecond, e.cfg.HolderTTL/8))
 	defer poll.Stop()
 	logged := false
+	endPrepare := func() {}
+	defer func() { endPrepare() }()
 	for {
 		e.obs.Observe(lease)
 		if lease.TokenGen != s.heldGen {
@@ -399,6 +410,11 @@ func (s *session) contend(ctx context.Context, lease store.Lease) error {
 			e.log.Info("holding the token; waiting for the previous executor to stop",
 				"holder", lease.Holder, "epoch", lease.Epoch, "requeued", s.requeued, "wait", wait)
 			logged = true
+			if p, ok := e.leader.(Preparer); ok {
+				pctx, cancel := context.WithCancel(ctx)
+				endPrepare = cancel
+				p.Prepare(pctx, lease)
+			}
 		}
 		select {
 		case <-ctx.Done():

@@ -48,6 +48,25 @@ type fakeLeader struct {
 	name string
 	mu   sync.Mutex
 	term *token.Term
+	// prepared is the epoch of the lease last waited out, and prepareCtx
+	// what Prepare got; preparedLead that a Lead came while it was live.
+	prepared     int64
+	prepareCtx   context.Context
+	preparedLead bool
+}
+
+func (f *fakeLeader) Prepare(ctx context.Context, prev store.Lease) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.prepared, f.prepareCtx = prev.Epoch, ctx
+}
+
+// preparedFor returns the epoch last waited out, and whether this node's
+// last Lead came while Prepare's context was live.
+func (f *fakeLeader) preparedFor() (epoch int64, ledWhilePrepared bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.prepared, f.preparedLead
 }
 
 func (f *fakeLeader) Lead(term *token.Term) {
@@ -57,6 +76,7 @@ func (f *fakeLeader) Lead(term *token.Term) {
 		f.c.overlaps.Add(1)
 	}
 	f.term = term
+	f.preparedLead = f.prepareCtx != nil && f.prepareCtx.Err() == nil
 	f.c.record(event{node: f.name, lead: true, epoch: term.Epoch(), at: time.Now()})
 }
 
@@ -110,6 +130,7 @@ func (c *cluster) lastStop(node string) (event, bool) {
 
 type node struct {
 	name   string
+	leader *fakeLeader
 	el     *token.Elector
 	wd     *token.Watchdog
 	proxy  *faultproxy.Proxy
@@ -218,7 +239,8 @@ func (c *cluster) start(name string, proxied bool) *node {
 	obs := token.NewObserver(cfg.LeaseTTL)
 	n.store = &crashableStore{LeaseStore: c.st}
 	var err error
-	n.el, err = token.NewElector(cfg, n.store, &fakeLeader{c: c, name: name}, obs)
+	n.leader = &fakeLeader{c: c, name: name}
+	n.el, err = token.NewElector(cfg, n.store, n.leader, obs)
 	require.NoError(t, err)
 	n.wd, err = token.NewWatchdog(cfg, n.store, obs)
 	require.NoError(t, err)
@@ -408,6 +430,13 @@ func TestCrashedExecutorIsReplacedAfterHolderTTL(t *testing.T) {
 	l, err := c.st.Lease(context.Background())
 	require.NoError(t, err)
 	require.Equal(t, next.epoch, l.Epoch)
+	for _, n := range nodes {
+		if n.name == next.node {
+			waited, prepared := n.leader.preparedFor()
+			require.Equal(t, next.epoch-1, waited, "the successor prepared while it waited out the crashed executor's lease")
+			require.True(t, prepared, "the successor led before its preparation was called off")
+		}
+	}
 }
 
 func TestConnectionResetMovesLeadership(t *testing.T) {
