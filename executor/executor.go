@@ -33,6 +33,7 @@ type Store interface {
 	InsertResults(ctx context.Context, runs []store.Run) ([]bool, error)
 	CountTally(ctx context.Context, t *store.Tally) error
 	UnfinishedClaims(ctx context.Context, epoch int64, since time.Time) ([]store.Run, error)
+	WritesOf(ctx context.Context, epoch int64) (store.Writes, error)
 	Prune(ctx context.Context, now time.Time) error
 	Ping(ctx context.Context) error
 }
@@ -133,8 +134,12 @@ type Executor struct {
 	sending atomic.Int64
 	lastFed atomic.Int64
 
-	mu  sync.Mutex
-	cur *termState
+	// preparing waits for the goroutine reading jobs ahead of a term.
+	preparing sync.WaitGroup
+
+	mu   sync.Mutex
+	cur  *termState
+	prep *prefetch // jobs read while waiting to lead, not yet taken
 }
 
 // New returns an executor. Start must be called before it can lead.
@@ -190,12 +195,15 @@ func (e *Executor) Close(ctx context.Context) error {
 		close(e.fires)
 		e.closeMu.Unlock()
 		e.closeDone = make(chan struct{})
+		// Stops the reading ahead of a term, which preparing waits for.
+		e.takePrefetch()
 		go func() { // ends once the workers and the recorder have
 			// Workers first: each sends its outcome to the recorder, which
 			// then flushes everything and exits.
 			e.workers.Wait()
 			close(e.results)
 			e.recorder.Wait()
+			e.preparing.Wait()
 			close(e.closeDone)
 		}()
 	})
@@ -233,6 +241,8 @@ func (e *Executor) Status() Status {
 // Lead starts running jobs under term. Loading happens in the background.
 func (e *Executor) Lead(term *token.Term) {
 	ts := newTermState(e, term)
+	// Taken now, before the elector ends the wait, which would drop it.
+	ts.prep = e.takePrefetch()
 	e.mu.Lock()
 	e.cur = ts
 	e.mu.Unlock()

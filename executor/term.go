@@ -27,6 +27,7 @@ type termState struct {
 	stopCtx context.CancelFunc
 	wg      sync.WaitGroup
 
+	prep     prefetched    // jobs read before the term began, if any
 	ready    chan struct{} // closed once jobs are loaded and scheduled
 	loaded   atomic.Bool
 	stopping atomic.Bool
@@ -142,9 +143,26 @@ func (ts *termState) begin() {
 	ts.mu.Unlock()
 	sched.Start()
 	from := ts.term.Lease().Watermark
+	early, complete := ts.usable(ts.prep)
+	ts.prep.jobs = nil
+	if len(early) > 0 {
+		ts.soonestFirst(early, from)
+		err := ts.loadFrom(from, func(_ context.Context, fn func(*job.Job) error) error {
+			for _, j := range early {
+				if err := fn(j); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return // stopped
+		}
+		ts.log.Info("scheduled the jobs read while waiting for the lease", "jobs", len(early), "all", complete)
+	}
 	b := backoff.Backoff{Min: 200 * time.Millisecond, Max: 5 * time.Second}
-	for {
-		err := ts.load(from)
+	for !complete {
+		err := ts.loadFrom(from, ts.e.store.EachJob)
 		if err == nil {
 			break
 		}
@@ -172,14 +190,15 @@ func (ts *termState) begin() {
 // firstLoadBatch is the size of the first batch of jobs a term loads.
 const firstLoadBatch = 100
 
-// load streams the jobs not yet loaded into the schedule, a batch at a
-// time. A failed attempt keeps what it loaded; the next one skips those.
-func (ts *termState) load(from time.Time) error {
+// loadFrom streams the jobs of each that are not yet loaded into the
+// schedule, a batch at a time. A failed attempt keeps what it loaded; the
+// next one skips those.
+func (ts *termState) loadFrom(from time.Time, each func(context.Context, func(*job.Job) error) error) error {
 	// The first batch is small, so the first jobs start at once (the store
 	// also sends its first batch early).
 	size := min(ts.e.cfg.LoadBatch, firstLoadBatch)
 	batch := make([]*job.Job, 0, ts.e.cfg.LoadBatch)
-	err := ts.e.store.EachJob(ts.ctx, func(j *job.Job) error {
+	err := each(ts.ctx, func(j *job.Job) error {
 		if ts.stopping.Load() {
 			return errStopped
 		}

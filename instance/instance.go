@@ -232,6 +232,15 @@ func (l leaders) Lead(t *token.Term) {
 	l.crud.Lead(t)
 }
 
+// leaders is a token.Preparer and a token.Quiescer, for the executor.
+var (
+	_ token.Preparer = leaders{}
+	_ token.Quiescer = leaders{}
+)
+
+// Prepare lets the executor read jobs while this instance waits to lead.
+func (l leaders) Prepare(ctx context.Context, prev store.Lease) { l.exec.Prepare(ctx, prev) }
+
 // Quiesce lets the executor send the ticks it claimed ahead before the
 // term ends; the crud server keeps serving writes meanwhile.
 func (l leaders) Quiesce(ctx context.Context) { l.exec.Quiesce(ctx) }
