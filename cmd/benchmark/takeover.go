@@ -101,9 +101,21 @@ func handOver(ctx context.Context, env *benchEnv, c *testcluster.Cluster, old, i
 	if fired.IsZero() {
 		return nil, "", fmt.Errorf("%s fired nothing within 30s of running", id)
 	}
-	return next, fmt.Sprintf("stop→token %s, token→lease %s, token→first fire %s (lag %s), lease→first fire %s, token→all jobs scheduled %s; old executor's last fire %s after the stop",
+	return next, fmt.Sprintf("stop→token %s, token→lease %s, token→first fire %s (lag %s), lease→first fire %s, token→all jobs scheduled %s; %s; old executor's last fire %s after the stop",
 		round(token.Sub(stopped)), round(lead.Sub(token)), round(fired.Sub(token)), round(st.FirstLagBy[id]), round(fired.Sub(lead)),
-		round(running.Sub(token)), round(st.LastBy[old].Sub(stopped))), nil
+		round(running.Sub(token)), readAhead(next.Log()), round(st.LastBy[old].Sub(stopped))), nil
+}
+
+// readAhead says how many jobs the new executor read while it waited for
+// the lease and started with, or why it started with none.
+func readAhead(log string) string {
+	if m := reReadAhead.FindStringSubmatch(log); m != nil {
+		return m[1] + " jobs read while waiting"
+	}
+	if m := reNotReadAhead.FindStringSubmatch(log); m != nil {
+		return "jobs read while waiting not used (" + m[1] + ")"
+	}
+	return "no jobs read while waiting"
 }
 
 // insertSpread inserts n jobs that fire once per period (a minute or an
@@ -128,6 +140,9 @@ var (
 	reHolding = regexp.MustCompile(`time=(\S+) .*msg="holding the token`)
 	reBecame  = regexp.MustCompile(`time=(\S+) .*msg="became executor"`)
 	reRunning = regexp.MustCompile(`time=(\S+) .*msg="executor running"`)
+
+	reReadAhead    = regexp.MustCompile(`msg="scheduled the jobs read while waiting for the lease".* jobs=(\d+)`)
+	reNotReadAhead = regexp.MustCompile(`msg="not using the jobs read while waiting: ([^"]+)"`)
 )
 
 // waitLog waits for a line matching re in node's log and returns its time.
