@@ -48,6 +48,7 @@ type sendLags struct {
 	mu       sync.Mutex
 	from, to time.Time
 	lags     []time.Duration
+	byMinute [][]time.Duration           // by minute of the window
 	worst    map[time.Time]time.Duration // by scheduled second
 	first    map[time.Time]time.Duration // the least lag by scheduled second
 }
@@ -56,6 +57,7 @@ func (s *sendLags) window(from, to time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.from, s.to, s.lags, s.worst, s.first = from, to, nil, map[time.Time]time.Duration{}, map[time.Time]time.Duration{}
+	s.byMinute = make([][]time.Duration, (to.Sub(from)+time.Minute-1)/time.Minute)
 	s.on.Store(true)
 }
 
@@ -70,11 +72,31 @@ func (s *sendLags) add(lag time.Duration) {
 		return
 	}
 	s.lags = append(s.lags, lag)
+	m := int(at.Sub(s.from) / time.Minute)
+	s.byMinute[m] = append(s.byMinute[m], lag)
 	sec := at.Truncate(time.Second)
 	s.worst[sec] = max(s.worst[sec], lag)
 	if f, ok := s.first[sec]; !ok || lag < f {
 		s.first[sec] = lag
 	}
+}
+
+// stats sums up the window's lags.
+func (s *sendLags) stats() lagStats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return summarize(s.lags)
+}
+
+// minutes sums up each minute of the window.
+func (s *sendLags) minutes() []lagStats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]lagStats, len(s.byMinute))
+	for i, lags := range s.byMinute {
+		out[i] = summarize(lags)
+	}
+	return out
 }
 
 // note sums the window up: all fires, each second's first and last, and

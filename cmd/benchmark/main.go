@@ -67,6 +67,7 @@ type options struct {
 	takeoverN   int
 	spreadN     int
 	spreadFor   time.Duration
+	spreadJits  []time.Duration
 	verbose     bool
 }
 
@@ -123,6 +124,7 @@ func parseFlags(args []string) (options, error) {
 	fs.IntVar(&o.takeoverN, "takeover-n", 100000, "jobs in the takeover scenario")
 	fs.IntVar(&o.spreadN, "spread-n", 100000, "jobs in the spread scenario")
 	fs.DurationVar(&o.spreadFor, "spread-for", 3*time.Minute, "the spread scenario's measured window")
+	jitters := fs.String("spread-jitters", "0,1s", "one spread row per jitter of its jobs (0: each second's fires are due at its start; 1s: spread over it)")
 	fs.BoolVar(&o.verbose, "v", false, "log Baton's info messages")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -133,6 +135,13 @@ func parseFlags(args []string) (options, error) {
 			return o, fmt.Errorf("-sizes: bad size %q", s)
 		}
 		o.sizes = append(o.sizes, n)
+	}
+	for s := range strings.SplitSeq(*jitters, ",") {
+		d, err := time.ParseDuration(strings.TrimSpace(s))
+		if err != nil || d < 0 {
+			return o, fmt.Errorf("-spread-jitters: bad jitter %q", s)
+		}
+		o.spreadJits = append(o.spreadJits, d)
 	}
 	o.scenarios = map[string]bool{}
 	for s := range strings.SplitSeq(*scen, ",") {
@@ -222,8 +231,10 @@ func run(ctx context.Context, o options, w io.Writer) ([]row, error) {
 	if o.scenarios["takeover"] && ctx.Err() == nil {
 		add(takeover(ctx, env, o.takeoverN))
 	}
-	if o.scenarios["spread"] && ctx.Err() == nil {
-		add(batonSpread(ctx, env, o.spreadN, o.spreadFor))
+	for _, jitter := range o.spreadJits {
+		if o.scenarios["spread"] && ctx.Err() == nil {
+			add(batonSpread(ctx, env, o.spreadN, o.spreadFor, jitter))
+		}
 	}
 	printTable(w, rows)
 	if len(errs) > 0 {

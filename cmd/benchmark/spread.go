@@ -26,9 +26,18 @@ const (
 // every second), and measures the fires scheduled in a window of length d
 // that starts once the executor has loaded and warmed up: a sustained load
 // rather than a burst.
-func batonSpread(ctx context.Context, env *benchEnv, n int, d time.Duration) (row, error) {
+//
+// With a jitter, each job starts at a random moment of that long after its
+// tick, so each second's fires spread over it rather than come due at once.
+// The lag columns are then the lags at send from that moment, which is
+// what the job was scheduled for; the receiver's count from the tick.
+func batonSpread(ctx context.Context, env *benchEnv, n int, d, jitter time.Duration) (row, error) {
 	r := row{Scenario: "baton-spread", N: n, Recorded: -1}
 	name := clusterName("spread", n)
+	if jitter > 0 {
+		r.Scenario += "-jitter" + jitter.String()
+		name += "j"
+	}
 	db, cleanup, err := openDB(ctx, env, name)
 	if err != nil {
 		return r, err
@@ -39,7 +48,7 @@ func batonSpread(ctx context.Context, env *benchEnv, n int, d time.Duration) (ro
 		return r, err
 	}
 	t0 := time.Now()
-	if err := insertSpread(ctx, db, "s", n, time.Minute, env.aux.URL+"/spread"); err != nil {
+	if err := insertSpread(ctx, db, "s", n, time.Minute, jitter, env.aux.URL+"/spread"); err != nil {
 		return r, err
 	}
 	insertTook := time.Since(t0)
@@ -75,13 +84,19 @@ func batonSpread(ctx context.Context, env *benchEnv, n int, d time.Duration) (ro
 		return r, err
 	}
 	r.fromReceiver(st, from)
+	byMinute := "by minute " + byMinuteNote(st.Minutes, n, from, to)
+	if jitter > 0 {
+		sent := tally.sent.stats()
+		r.P50, r.P99, r.Max = sent.P50, sent.P99, sent.Max
+		byMinute = "lag at send from each fire's jittered start, by minute " + byMinuteNote(tally.sent.minutes(), n, from, to)
+	}
 	// Sustained: the window's fires over the time they took to arrive,
 	// never less than the window itself (its fires cannot come sooner).
 	r.Rate = float64(st.Count) / max(d, r.Last).Seconds()
 	notes := []string{
 		fmt.Sprintf("sustained %.0f/s, expected %.0f/s", r.Rate, float64(want)/d.Seconds()),
 		receivedNote(st.Count, want),
-		"by minute " + byMinuteNote(st.Minutes, n, from, to),
+		byMinute,
 		tally.sent.note(),
 		wave,
 		fmt.Sprintf("Baton %.0f%% of a core, store+receiver %.0f%%", 100*r.CPU.Seconds()/d.Seconds(), 100*r.AuxCPU.Seconds()/d.Seconds()),

@@ -32,7 +32,7 @@ func takeover(ctx context.Context, env *benchEnv, n int) (row, error) {
 		return r, err
 	}
 	defer cleanup()
-	if err := insertSpread(ctx, db, "t", n, time.Hour, env.aux.URL+"/takeover"); err != nil {
+	if err := insertSpread(ctx, db, "t", n, time.Hour, 0, env.aux.URL+"/takeover"); err != nil {
 		return r, err
 	}
 	c, err := testcluster.New(testcluster.Options{Name: name, MongoURI: env.aux.MongoURI, AMQPURL: env.o.amqpURL,
@@ -120,10 +120,13 @@ func readAhead(log string) string {
 
 // insertSpread inserts n jobs that fire once per period (a minute or an
 // hour), spread evenly over its seconds: job i at second i mod the period's
-// seconds, so no two seconds differ by more than one fire.
-func insertSpread(ctx context.Context, db *mongo.Database, prefix string, n int, period time.Duration, url string) error {
+// seconds, so no two seconds differ by more than one fire. A jitter spreads
+// each second's fires over it.
+func insertSpread(ctx context.Context, db *mongo.Database, prefix string, n int, period, jitter time.Duration, url string) error {
 	return insertEach(ctx, db, n, func(i int) *job.Job {
-		return benchJob(prefix+strconv.Itoa(i), spreadCron(i, period), url)
+		j := benchJob(prefix+strconv.Itoa(i), spreadCron(i, period), url)
+		j.Jitter = job.Duration(jitter)
+		return j
 	})
 }
 
