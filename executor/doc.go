@@ -29,7 +29,10 @@
 //
 // Jobs are loaded as a stream: each batch joins the running schedule and is
 // caught up at once, so the first fire of a takeover does not wait for
-// 100,000 jobs to be read. The watermark moves only once all are in.
+// 100,000 jobs to be read. The watermark moves only once all are in. A
+// standby that waits out a crashed executor's lease reads jobs meanwhile
+// (Prepare), and its term starts with them, the soonest due first, if the
+// previous executor changed no job since the reading began.
 //
 // # Outcomes
 //
