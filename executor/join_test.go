@@ -78,20 +78,44 @@ func leadWithClock(t *testing.T, st executor.Store, l store.Lease, clock clockwo
 // when the test ends.
 func lead(t *testing.T, st executor.Store, l store.Lease, cfg executor.Config, disp *fakeDispatcher) (*executor.Executor, *token.Term) {
 	t.Helper()
-	ctx := context.Background()
+	exec := startExecutor(t, st, cfg, disp)
+	return exec, leadUnder(t, exec, l)
+}
+
+// startExecutor starts an executor on st with cfg, not yet leading, and
+// stops it when the test ends.
+func startExecutor(t *testing.T, st executor.Store, cfg executor.Config, disp *fakeDispatcher) *executor.Executor {
+	t.Helper()
 	cfg.InstanceID, cfg.Logger = "exec", testenv.Logger()
 	exec := executor.New(cfg, st, disp)
 	exec.Start()
-	term, end := token.NewTestTerm(ctx, l)
-	exec.Lead(term)
 	t.Cleanup(func() {
-		end()
-		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		exec.Stop(sctx)
-		_ = exec.Close(sctx)
+		exec.Stop(ctx)
+		_ = exec.Close(ctx)
 	})
-	return exec, term
+	return exec
+}
+
+// leadUnder makes exec lead under l until the test ends.
+func leadUnder(t *testing.T, exec *executor.Executor, l store.Lease) *token.Term {
+	t.Helper()
+	term, end := token.NewTestTerm(context.Background(), l)
+	exec.Lead(term)
+	t.Cleanup(end) // before the executor stops: cleanups run last first
+	return term
+}
+
+// catchingUp is a job that fires every second since an hour before start,
+// every missed tick included, each fire independent of the last.
+func catchingUp(name string, start time.Time) *job.Job {
+	j := everySecond(name, func(j *job.Job) {
+		j.Misfire, j.StartingDeadline = job.MisfireFireAll, job.Duration(time.Hour)
+		j.Concurrency = job.ConcurrencyAllow
+	})
+	j.ActiveSince = start.Add(-time.Hour)
+	return j
 }
 
 // acquireLease makes holder the executor of st's lease and returns it.

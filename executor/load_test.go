@@ -49,12 +49,7 @@ func TestJobsFireWhileTheRestLoad(t *testing.T) {
 	names := []string{"a", "b", "c"}
 	l := acquireLease(t, st, "old")
 	for _, name := range names {
-		j := everySecond(name, func(j *job.Job) {
-			j.Misfire, j.StartingDeadline = job.MisfireFireAll, job.Duration(time.Hour)
-			j.Concurrency = job.ConcurrencyAllow
-		})
-		j.ActiveSince = start.Add(-time.Hour)
-		require.NoError(t, st.CreateJob(ctx, l.Fence(), j))
+		require.NoError(t, st.CreateJob(ctx, l.Fence(), catchingUp(name, start)))
 	}
 	// The old executor claimed every tick up to 23:59:58.
 	watermark := start.Add(-2 * time.Second)

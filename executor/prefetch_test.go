@@ -14,7 +14,6 @@ import (
 	"github.com/batonhq/baton/internal/testenv"
 	"github.com/batonhq/baton/job"
 	"github.com/batonhq/baton/store"
-	"github.com/batonhq/baton/token"
 )
 
 // heldReload is a store whose job reads before the test sets leading (the
@@ -114,12 +113,7 @@ func TestLeadStartsWithTheJobsReadWhileWaiting(t *testing.T) {
 			clock := clockwork.NewFakeClockAt(start)
 			old := acquireLease(t, st, "old")
 			for _, name := range []string{"a", "b"} {
-				j := everySecond(name, func(j *job.Job) {
-					j.Misfire, j.StartingDeadline = job.MisfireFireAll, job.Duration(time.Hour)
-					j.Concurrency = job.ConcurrencyAllow
-				})
-				j.ActiveSince = start.Add(-time.Hour)
-				require.NoError(t, st.CreateJob(ctx, old.Fence(), j))
+				require.NoError(t, st.CreateJob(ctx, old.Fence(), catchingUp(name, start)))
 			}
 			// The old executor claimed every tick up to 23:59:58, then
 			// crashed without releasing its lease.
@@ -132,9 +126,7 @@ func TestLeadStartsWithTheJobsReadWhileWaiting(t *testing.T) {
 
 			held := &heldReload{Store: st, checked: make(chan struct{}), read: make(chan struct{}), release: make(chan struct{})}
 			disp := &fakeDispatcher{}
-			exec := executor.New(executor.Config{InstanceID: "exec", Logger: testenv.Logger(), Workers: 4, Clock: clock},
-				held, disp)
-			exec.Start()
+			exec := startExecutor(t, held, executor.Config{Workers: 4, Clock: clock}, disp)
 			waiting, endWait := context.WithCancel(ctx)
 			exec.Prepare(waiting, old)
 			<-held.checked
@@ -148,17 +140,9 @@ func TestLeadStartsWithTheJobsReadWhileWaiting(t *testing.T) {
 			require.NoError(t, err)
 			l, err = st.AcquireLease(ctx, l, "exec", "dc", l.TokenGen, time.Now())
 			require.NoError(t, err)
-			term, end := token.NewTestTerm(ctx, l)
 			held.leading.Store(true)
-			exec.Lead(term)
+			leadUnder(t, exec, l)
 			endWait()
-			t.Cleanup(func() {
-				end()
-				sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-				defer cancel()
-				exec.Stop(sctx)
-				_ = exec.Close(sctx)
-			})
 
 			second := func(s int) time.Time { return start.Truncate(time.Second).Add(time.Duration(s) * time.Second) }
 			clock.Advance(second(1).Add(100 * time.Millisecond).Sub(clock.Now()))
