@@ -18,18 +18,22 @@ import (
 // reach them, unless the previous executor may have changed a job since
 // reading began (see usable).
 type prefetch struct {
-	prev  store.Lease
-	stop  context.CancelFunc
-	taken chan struct{} // closed by take
+	stop context.CancelFunc // ends the reading
 
-	mu sync.Mutex
+	mu     sync.Mutex
+	got    prefetched
+	closed bool // taken, or dropped because this instance did not lead
+}
+
+// prefetched is what a term gets from a prefetch.
+type prefetched struct {
+	prev store.Lease // the lease that was waited out
 	// before is the previous executor's writes when reading began; ok that
 	// none was under way then, so that what was read is as it stored it.
 	before   store.Writes
 	ok       bool
 	jobs     []*job.Job
 	complete bool // every job was read
-	closed   bool // taken, or dropped because this instance did not lead
 }
 
 // Prepare implements token.Preparer: it reads jobs until Lead takes them,
@@ -41,7 +45,7 @@ func (e *Executor) Prepare(ctx context.Context, prev store.Lease) {
 		return
 	}
 	rctx, stop := context.WithCancel(ctx)
-	p := &prefetch{prev: prev, stop: stop, taken: make(chan struct{})}
+	p := &prefetch{stop: stop, got: prefetched{prev: prev}}
 	e.mu.Lock()
 	old := e.prep
 	e.prep = p
@@ -52,25 +56,23 @@ func (e *Executor) Prepare(ctx context.Context, prev store.Lease) {
 	e.preparing.Add(1)
 	go func() {
 		defer e.preparing.Done()
-		defer stop()
-		p.read(rctx, e.store)
-		select {
-		case <-p.taken:
-		case <-ctx.Done():
-			p.take() // not leading: free the jobs
-		}
+		p.read(rctx, e.store, prev.Epoch)
+		// Ends when take stops the reading, or when the wait ends without
+		// leading: then nothing took the jobs, and take frees them.
+		<-rctx.Done()
+		p.take()
 	}()
 }
 
 // read reads jobs in the order a load does, if no write of the previous
 // executor is under way. A write cut short by a crash stays under way.
-func (p *prefetch) read(ctx context.Context, st Store) {
-	w, err := st.WritesOf(ctx, p.prev.Epoch)
+func (p *prefetch) read(ctx context.Context, st Store, prevEpoch int64) {
+	w, err := st.WritesOf(ctx, prevEpoch)
 	if err != nil || w.Begun != w.Finished {
 		return
 	}
 	p.mu.Lock()
-	p.before, p.ok = w, true
+	p.got.before, p.got.ok = w, true
 	p.mu.Unlock()
 	err = st.EachJob(ctx, func(j *job.Job) error {
 		p.mu.Lock()
@@ -78,21 +80,12 @@ func (p *prefetch) read(ctx context.Context, st Store) {
 		if p.closed {
 			return errStopped
 		}
-		p.jobs = append(p.jobs, j)
+		p.got.jobs = append(p.got.jobs, j)
 		return nil
 	})
 	p.mu.Lock()
-	p.complete = err == nil
+	p.got.complete = err == nil
 	p.mu.Unlock()
-}
-
-// prefetched is what a term got from a prefetch.
-type prefetched struct {
-	prev     store.Lease
-	before   store.Writes
-	ok       bool
-	jobs     []*job.Job
-	complete bool
 }
 
 // take stops reading and returns what was read; later calls return nothing.
@@ -103,11 +96,10 @@ func (p *prefetch) take() prefetched {
 		return prefetched{}
 	}
 	p.closed = true
-	close(p.taken)
 	p.stop()
-	jobs := p.jobs
-	p.jobs = nil
-	return prefetched{prev: p.prev, before: p.before, ok: p.ok, jobs: jobs, complete: p.complete}
+	got := p.got
+	p.got.jobs = nil
+	return got
 }
 
 // takePrefetch takes the jobs read ahead, if any, for a new term.
