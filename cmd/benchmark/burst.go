@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -51,12 +52,65 @@ type sendLags struct {
 	byMinute [][]time.Duration           // by minute of the window
 	worst    map[time.Time]time.Duration // by scheduled second
 	first    map[time.Time]time.Duration // the least lag by scheduled second
+	writes   []span                      // the executor's store writes in the window
+}
+
+// span is a stretch of work that competes with a second's fires: a store
+// write of the executor, or a garbage collection of its process.
+type span struct {
+	what  string
+	start time.Time
+	took  time.Duration
+}
+
+// wrote notes a store write of the executor that has just ended.
+func (s *sendLags) wrote(what string, took time.Duration) {
+	if !s.on.Load() {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.writes = append(s.writes, span{what, time.Now().Add(-took), took})
+}
+
+// gcsSince returns this process's garbage collections that ended after
+// from, each as its pause (the last 256 only): the executor runs in this
+// process, and a collection's mark phase, before the pause, takes CPU from
+// its fires.
+func gcsSince(from time.Time) []span {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	var out []span
+	for i := range min(ms.NumGC, uint32(len(ms.PauseEnd))) {
+		k := (ms.NumGC - 1 - i) % uint32(len(ms.PauseEnd))
+		end := time.Unix(0, int64(ms.PauseEnd[k]))
+		if end.Before(from) {
+			break
+		}
+		out = append(out, span{"gc pause", end.Add(-time.Duration(ms.PauseNs[k])), time.Duration(ms.PauseNs[k])})
+	}
+	return out
+}
+
+// around lists the spans that ran in the second before sec's fires went
+// out, or while they did: what a slow second may have waited for.
+func around(spans []span, sec time.Time, lag time.Duration) string {
+	var out []string
+	for _, o := range spans {
+		if o.start.Add(o.took).After(sec.Add(-time.Second)) && o.start.Before(sec.Add(lag)) {
+			out = append(out, fmt.Sprintf("%s %s at %+.2fs", o.what, round(o.took), o.start.Sub(sec).Seconds()))
+		}
+	}
+	if len(out) == 0 {
+		return "no store write or gc near"
+	}
+	return strings.Join(out, ", ")
 }
 
 func (s *sendLags) window(from, to time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.from, s.to, s.lags, s.worst, s.first = from, to, nil, map[time.Time]time.Duration{}, map[time.Time]time.Duration{}
+	s.from, s.to, s.lags, s.worst, s.first, s.writes = from, to, nil, map[time.Time]time.Duration{}, map[time.Time]time.Duration{}, nil
 	s.byMinute = make([][]time.Duration, (to.Sub(from)+time.Minute-1)/time.Minute)
 	s.on.Store(true)
 }
@@ -100,15 +154,17 @@ func (s *sendLags) minutes() []lagStats {
 }
 
 // note sums the window up: all fires, each second's first and last, and
-// the five worst seconds.
+// the five worst seconds, each with the store writes and collections near
+// it.
 func (s *sendLags) note() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := summarize(s.lags)
+	spans := append(slices.Clone(s.writes), gcsSince(s.from)...)
 	secs := slices.SortedFunc(maps.Keys(s.worst), func(a, b time.Time) int { return cmp.Compare(s.worst[b], s.worst[a]) })
 	var worst []string
 	for _, sec := range secs[:min(5, len(secs))] {
-		worst = append(worst, fmt.Sprintf("%s %s", sec.Format("15:04:05"), round(s.worst[sec])))
+		worst = append(worst, fmt.Sprintf("%s %s (%s)", sec.Format("15:04:05"), round(s.worst[sec]), around(spans, sec, s.worst[sec])))
 	}
 	// Per second: when its first fire went out, and its last; a wave's
 	// own length is the difference.
@@ -134,6 +190,7 @@ func (t *storeTally) hooks() executor.Hooks {
 			}
 		},
 		StoreOp: func(op string, n int, took time.Duration, err error) {
+			t.sent.wrote(op, took)
 			switch op {
 			case "claim":
 				t.claimNS.Add(int64(took))
