@@ -377,8 +377,8 @@ func (s *Store) RecordOpenCells(ctx context.Context, epoch int64, limit int) (in
 	if err != nil {
 		return 0, fmt.Errorf("store: find unrecorded cells: %w", err)
 	}
-	var docs []cellDoc
-	if err := cur.All(octx, &docs); err != nil {
+	docs, err := all[cellDoc](octx, cur)
+	if err != nil {
 		return 0, fmt.Errorf("store: find unrecorded cells: %w", err)
 	}
 	if len(docs) == 0 {

@@ -85,8 +85,8 @@ func (s *Store) Instances(ctx context.Context) ([]Instance, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: list instances: %w", err)
 	}
-	var out []Instance
-	if err := cur.All(ctx, &out); err != nil {
+	out, err := all[Instance](ctx, cur)
+	if err != nil {
 		return nil, fmt.Errorf("store: list instances: %w", err)
 	}
 	return out, nil

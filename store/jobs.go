@@ -48,8 +48,8 @@ func (s *Store) Jobs(ctx context.Context, q JobQuery) ([]job.Job, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: list jobs: %w", err)
 	}
-	jobs := []job.Job{}
-	if err := cur.All(ctx, &jobs); err != nil {
+	jobs, err := all[job.Job](ctx, cur)
+	if err != nil {
 		return nil, fmt.Errorf("store: list jobs: %w", err)
 	}
 	if len(jobs) == 0 {
@@ -112,7 +112,7 @@ func (s *Store) EachJob(ctx context.Context, fn func(*job.Job) error) error {
 	cur.SetBatchSize(1000)
 	for cur.Next(ctx) {
 		var j job.Job
-		if err := cur.Decode(&j); err != nil {
+		if err := bson.Unmarshal(cur.Current, &j); err != nil { // not cur.Decode: see all
 			return fmt.Errorf("store: decode job: %w", err)
 		}
 		if err := fn(&j); err != nil {

@@ -267,8 +267,8 @@ func (s *Store) findRuns(ctx context.Context, c *mongo.Collection, filter bson.M
 	if err != nil {
 		return nil, fmt.Errorf("store: list runs: %w", err)
 	}
-	runs := []Run{}
-	if err := cur.All(ctx, &runs); err != nil {
+	runs, err := all[Run](ctx, cur)
+	if err != nil {
 		return nil, fmt.Errorf("store: list runs: %w", err)
 	}
 	return runs, nil
@@ -289,8 +289,8 @@ func (s *Store) mergeResults(ctx context.Context, claims []Run) ([]Run, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: read results: %w", err)
 	}
-	var results []Run
-	if err := cur.All(ctx, &results); err != nil {
+	results, err := all[Run](ctx, cur)
+	if err != nil {
 		return nil, fmt.Errorf("store: read results: %w", err)
 	}
 	byID := make(map[string]Run, len(results))
@@ -340,8 +340,8 @@ func (s *Store) Claimed(ctx context.Context, jobName string, ticks []time.Time) 
 	if err != nil {
 		return nil, fmt.Errorf("store: read claims of %q: %w", jobName, err)
 	}
-	var runs []Run
-	if err := cur.All(ctx, &runs); err != nil {
+	runs, err := all[Run](ctx, cur)
+	if err != nil {
 		return nil, fmt.Errorf("store: read claims of %q: %w", jobName, err)
 	}
 	out := make(map[time.Time]Run, len(runs))

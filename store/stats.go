@@ -236,8 +236,8 @@ func (s *Store) statsFor(ctx context.Context, names []string) (map[string]job.St
 	if err != nil {
 		return nil, fmt.Errorf("store: read counters: %w", err)
 	}
-	var shards []statShard
-	if err := cur.All(octx, &shards); err != nil {
+	shards, err := all[statShard](octx, cur)
+	if err != nil {
 		return nil, fmt.Errorf("store: read counters: %w", err)
 	}
 	// Legacy shards first: the current shard's counters continue them.
