@@ -20,13 +20,17 @@ func BenchmarkDecodeJobs(b *testing.B) {
 	for i := range docs {
 		docs[i] = job.Job{Name: fmt.Sprintf("job-%d", i), Schedule: "*/5 * * * * *", Timezone: "UTC", CreatedAt: time.Now()}
 	}
+	cursor := func(b *testing.B) *mongo.Cursor {
+		cur, err := mongo.NewCursorFromDocuments(docs, nil, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return cur
+	}
 	b.Run("cursor-decode", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			cur, err := mongo.NewCursorFromDocuments(docs, nil, nil)
-			if err != nil {
-				b.Fatal(err)
-			}
+			cur := cursor(b)
 			for cur.Next(context.Background()) {
 				var j job.Job
 				if err := cur.Decode(&j); err != nil {
@@ -38,11 +42,7 @@ func BenchmarkDecodeJobs(b *testing.B) {
 	b.Run("all", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			cur, err := mongo.NewCursorFromDocuments(docs, nil, nil)
-			if err != nil {
-				b.Fatal(err)
-			}
-			if _, err := all[job.Job](context.Background(), cur); err != nil {
+			if _, err := all[job.Job](context.Background(), cursor(b)); err != nil {
 				b.Fatal(err)
 			}
 		}
