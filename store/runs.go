@@ -49,17 +49,19 @@ type Run struct {
 	ClaimedAt   time.Time `bson:"claimed_at" json:"claimed_at"`
 	// Group is the schedule group whose cell claims this tick (see
 	// CellID); empty for a tick claimed alone. It is not stored.
-	Group         string     `bson:"-" json:"-"`
-	StartedAt     *time.Time `bson:"started_at,omitempty" json:"started_at,omitempty"`
-	FinishedAt    *time.Time `bson:"finished_at,omitempty" json:"finished_at,omitempty"`
-	Attempts      int        `bson:"attempts,omitempty" json:"attempts"`
-	AttemptLog    []Attempt  `bson:"attempt_log,omitempty" json:"attempt_log,omitempty"`
-	DurationMS    int64      `bson:"duration_ms,omitempty" json:"duration_ms"`
-	HTTPStatus    int        `bson:"http_status,omitempty" json:"http_status,omitempty"`
-	AMQPConfirmed *bool      `bson:"amqp_confirmed,omitempty" json:"amqp_confirmed,omitempty"`
-	ExitCode      *int       `bson:"exit_code,omitempty" json:"exit_code,omitempty"`
-	Output        string     `bson:"output,omitempty" json:"output,omitempty"`
-	Error         string     `bson:"error,omitempty" json:"error,omitempty"`
+	Group      string     `bson:"-" json:"-"`
+	StartedAt  *time.Time `bson:"started_at,omitempty" json:"started_at,omitempty"`
+	FinishedAt *time.Time `bson:"finished_at,omitempty" json:"finished_at,omitempty"`
+	Attempts   int        `bson:"attempts,omitempty" json:"attempts"`
+	// AttemptLog lists the attempts when there was more than one; a lone
+	// attempt is described by the run's own fields.
+	AttemptLog    []Attempt `bson:"attempt_log,omitempty" json:"attempt_log,omitempty"`
+	DurationMS    int64     `bson:"duration_ms,omitempty" json:"duration_ms"`
+	HTTPStatus    int       `bson:"http_status,omitempty" json:"http_status,omitempty"`
+	AMQPConfirmed *bool     `bson:"amqp_confirmed,omitempty" json:"amqp_confirmed,omitempty"`
+	ExitCode      *int      `bson:"exit_code,omitempty" json:"exit_code,omitempty"`
+	Output        string    `bson:"output,omitempty" json:"output,omitempty"`
+	Error         string    `bson:"error,omitempty" json:"error,omitempty"`
 }
 
 // Attempt is one try of a fired tick.
