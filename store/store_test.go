@@ -318,6 +318,11 @@ func TestResultsCountersAndRunQueries(t *testing.T) {
 	require.EqualValues(t, 1, got.ConsecutiveFailures)
 	require.NotNil(t, got.LastRun)
 	require.Equal(t, "f4", got.LastRun.FireID)
+	require.Equal(t, store.StatusFailed, got.LastRun.Status)
+	require.True(t, got.LastRun.ScheduledAt.Equal(base.Add(4*time.Minute)), "last run scheduled %s", got.LastRun.ScheduledAt)
+	require.True(t, got.LastRun.FinishedAt.Equal(base.Add(4*time.Minute+time.Second)), "last run finished %s", got.LastRun.FinishedAt)
+	require.True(t, got.LastSuccessAt.Equal(base.Add(3*time.Minute+time.Second)), "last success %v", got.LastSuccessAt)
+	require.True(t, got.LastFailureAt.Equal(base.Add(4*time.Minute+time.Second)), "last failure %v", got.LastFailureAt)
 
 	tests := []struct {
 		name string
