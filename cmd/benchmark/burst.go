@@ -407,7 +407,7 @@ func batonBurst(ctx context.Context, env *benchEnv, n int, profiles burstProfile
 	if profiles.heap != "" {
 		defer profileHeapPeak(profiles.heap)()
 	}
-	m, stopLive := startMeter(env.aux), sampleLiveHeap()
+	m, stopLive, work := startMeter(env.aux), sampleLiveHeap(), readHeapWork()
 	var timedOut error
 	select {
 	case <-tally.all:
@@ -418,7 +418,7 @@ func batonBurst(ctx context.Context, env *benchEnv, n int, profiles burstProfile
 		timedOut = fmt.Errorf("%d of %d runs recorded within %s", tally.recorded.Load(), n, env.o.timeout)
 	}
 	m.stop(&r)
-	liveHeap := stopLive()
+	liveHeap, worked := stopLive(), readHeapWork().since(work)
 	stopProfile()
 	r.Recorded = time.Unix(0, tally.lastRecorded.Load()).Sub(at)
 	r.Claim, r.Record = time.Duration(tally.claimNS.Load()), time.Duration(tally.recordNS.Load())
@@ -427,7 +427,7 @@ func batonBurst(ctx context.Context, env *benchEnv, n int, profiles burstProfile
 		return r, err
 	}
 	r.fromReceiver(st, at)
-	r.Note = fmt.Sprintf("insert %s, elect+load %s; %s; live heap peak %d MiB", round(insertTook), round(loaded), tally.batches(), liveHeap>>20)
+	r.Note = fmt.Sprintf("insert %s, elect+load %s; %s; live heap peak %d MiB", round(insertTook), round(loaded), tally.batches(), liveHeap>>20) + "; " + worked
 	if timedOut != nil {
 		r.Note += fmt.Sprintf("; received %d", st.Count)
 		return r, timedOut

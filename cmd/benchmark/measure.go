@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"runtime/debug"
 	"runtime/metrics"
@@ -89,6 +90,20 @@ func sampleLiveHeap() (stop func() (peak uint64)) {
 		<-ended
 		return peak
 	}
+}
+
+// heapWork is what this process has allocated and collected so far.
+type heapWork struct{ allocBytes, gcCycles uint64 }
+
+func readHeapWork() heapWork {
+	s := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}, {Name: "/gc/cycles/total:gc-cycles"}}
+	metrics.Read(s)
+	return heapWork{s[0].Value.Uint64(), s[1].Value.Uint64()}
+}
+
+// since is w's work after an earlier reading, as a note.
+func (w heapWork) since(earlier heapWork) string {
+	return fmt.Sprintf("allocated %d MiB in %d collections", (w.allocBytes-earlier.allocBytes)>>20, w.gcCycles-earlier.gcCycles)
 }
 
 // profileHeapPeak writes a heap profile to path whenever the live heap
