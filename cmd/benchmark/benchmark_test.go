@@ -16,6 +16,10 @@ func TestMain(m *testing.M) {
 		runAux()
 		return
 	}
+	if os.Getenv(gocronEnv) != "" { // this binary is the bare-gocron process
+		runGocron()
+		return
+	}
 	os.Exit(m.Run())
 }
 

@@ -27,6 +27,8 @@
 //
 // The store (FerretDB) and the receiver run in a helper process, so this
 // process's CPU time and peak RSS are the scheduler's and its HTTP client's.
+// Bare gocron runs in a process of its own, which reports its CPU time and
+// peak RSS: goroutines it leaves behind would weigh on the rows after it.
 // Lag is measured at the receiver: time received minus the scheduled time
 // the request carries (X-Baton-Scheduled-At).
 package main
@@ -81,6 +83,10 @@ type benchEnv struct {
 func main() {
 	if os.Getenv(auxEnv) != "" {
 		runAux()
+		return
+	}
+	if os.Getenv(gocronEnv) != "" {
+		runGocron()
 		return
 	}
 	o, err := parseFlags(os.Args[1:])
