@@ -193,8 +193,8 @@ func runBareGocron(ctx context.Context, run gocronRun) (gocronResult, error) {
 	for i := range n {
 		j := benchJob("g"+strconv.Itoa(i), cron, run.URL)
 		_, err := s.NewJob(gocron.CronJob(cron, true), gocron.NewTask(func() {
-			res := disp.Dispatch(ctx, target.Fire{FireID: j.Name, Job: j, ScheduledAt: at, Trigger: "bench", Instance: "gocron"}, nil)
-			if res.Status != "succeeded" {
+			out := disp.Dispatch(ctx, target.Fire{FireID: j.Name, Job: j, ScheduledAt: at, Trigger: "bench", Instance: "gocron"}, nil)
+			if out.Status != "succeeded" {
 				failed.Add(1)
 			}
 			if done.Add(1) == int64(n) {
