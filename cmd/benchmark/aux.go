@@ -26,39 +26,54 @@ import (
 	"github.com/batonhq/baton/target"
 )
 
-// The store and the receiver run in a helper process (this binary again,
-// with auxEnv set), so that the benchmark process's CPU and RSS are the
-// scheduler's and its HTTP client's alone, for Baton and for the reference
-// rows alike. The helper's CPU is reported separately.
-const auxEnv = "BATON_BENCH_AUX"
+// The store and the receiver run in helper processes (this binary again,
+// with auxEnv set to auxStore or auxReceiver), so that the benchmark
+// process's CPU and RSS are the scheduler's and its HTTP client's alone,
+// for Baton and for the reference rows alike, and so that the store's
+// collections do not stall the receiver, which in production is another
+// machine. The helpers' CPU is reported together.
+const (
+	auxEnv      = "BATON_BENCH_AUX"
+	auxStore    = "store"
+	auxReceiver = "receiver"
+)
 
-// runAux is the helper process: FerretDB plus the receiver. It prints one
-// line, "ready <mongo uri> <receiver url>", and runs until stdin closes.
+// runAux is a helper process: FerretDB or the receiver, as auxEnv says. It
+// prints one line, "ready <address>", and runs until stdin closes.
 func runAux() {
-	if p := os.Getenv("BATON_BENCH_AUX_PROFILE"); p != "" {
-		// Profiles the store and the receiver, for looking into the store.
-		if stop, err := startCPUProfile(p); err == nil {
-			defer stop()
+	var addr string
+	var stop func()
+	switch role := os.Getenv(auxEnv); role {
+	case auxStore:
+		if p := os.Getenv("BATON_BENCH_AUX_PROFILE"); p != "" {
+			// Profiles the store, for looking into it.
+			if stopProfile, err := startCPUProfile(p); err == nil {
+				defer stopProfile()
+			}
 		}
+		st, err := devstore.Start(devstore.Options{Dir: os.Getenv("BATON_BENCH_AUX_DIR")})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "aux:", err)
+			os.Exit(1)
+		}
+		addr, stop = st.URI(), st.Stop
+	case auxReceiver:
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "aux:", err)
+			os.Exit(1)
+		}
+		srv := &http.Server{Handler: newReceiver(), ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = srv.Serve(ln) }()
+		addr, stop = "http://"+ln.Addr().String(), func() { _ = srv.Close() }
+	default:
+		fmt.Fprintf(os.Stderr, "aux: %s=%q: want %q or %q\n", auxEnv, role, auxStore, auxReceiver)
+		os.Exit(2)
 	}
-	st, err := devstore.Start(devstore.Options{Dir: os.Getenv("BATON_BENCH_AUX_DIR")})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "aux:", err)
-		os.Exit(1)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "aux:", err)
-		os.Exit(1)
-	}
-	rc := newReceiver()
-	srv := &http.Server{Handler: rc, ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
-	fmt.Printf("ready %s http://%s\n", st.URI(), ln.Addr())
+	fmt.Printf("ready %s\n", addr)
 	signal.Ignore(syscall.SIGINT) // the parent stops us by closing stdin
 	_, _ = io.Copy(io.Discard, os.Stdin)
-	_ = srv.Close()
-	st.Stop()
+	stop()
 }
 
 // receiver answers every fire with 200 and records its lag: received time
@@ -225,22 +240,48 @@ func quantile(sorted []time.Duration, q float64) time.Duration {
 	return sorted[max(0, min(i, len(sorted)-1))]
 }
 
-// aux is the driver's handle on the helper process.
+// aux is the driver's handle on the helper processes.
 type aux struct {
-	cmd      *exec.Cmd
-	stdin    io.WriteCloser
-	MongoURI string
-	URL      string // receiver base URL
-	ctl      *http.Client
+	store, recv *helper
+	MongoURI    string
+	URL         string // receiver base URL
+	ctl         *http.Client
 }
 
 func startAux(log *slog.Logger) (*aux, error) {
+	store, err := startHelper(auxStore)
+	if err != nil {
+		return nil, err
+	}
+	recv, err := startHelper(auxReceiver)
+	if err != nil {
+		store.close()
+		return nil, err
+	}
+	log.Debug("aux processes running", "store_pid", store.cmd.Process.Pid, "mongo", store.addr,
+		"receiver_pid", recv.cmd.Process.Pid, "receiver", recv.addr)
+	return &aux{store: store, recv: recv, MongoURI: store.addr, URL: recv.addr, ctl: &http.Client{Timeout: 30 * time.Second}}, nil
+}
+
+func (a *aux) Close() {
+	a.recv.close()
+	a.store.close()
+}
+
+// helper is one helper process.
+type helper struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	addr  string
+}
+
+func startHelper(role string) (*helper, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
 	cmd := exec.Command(exe) // main (or TestMain) sees auxEnv and runs runAux
-	cmd.Env = append(os.Environ(), auxEnv+"=1")
+	cmd.Env = append(os.Environ(), auxEnv+"="+role)
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -255,23 +296,23 @@ func startAux(log *slog.Logger) (*aux, error) {
 	}
 	line, err := bufio.NewReader(out).ReadString('\n')
 	f := strings.Fields(line)
-	if err != nil || len(f) != 3 || f[0] != "ready" {
+	if err != nil || len(f) != 2 || f[0] != "ready" {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
-		return nil, fmt.Errorf("aux process did not start: %q %v", line, err)
+		return nil, fmt.Errorf("the %s process did not start: %q %v", role, line, err)
 	}
-	log.Debug("aux process running", "pid", cmd.Process.Pid, "mongo", f[1], "receiver", f[2])
-	return &aux{cmd: cmd, stdin: stdin, MongoURI: f[1], URL: f[2], ctl: &http.Client{Timeout: 30 * time.Second}}, nil
+	return &helper{cmd: cmd, stdin: stdin, addr: f[1]}, nil
 }
 
-func (a *aux) Close() {
-	_ = a.stdin.Close()
+// close stops the process by closing its stdin, and kills it after 10 s.
+func (h *helper) close() {
+	_ = h.stdin.Close()
 	done := make(chan struct{})
-	go func() { _ = a.cmd.Wait(); close(done) }()
+	go func() { _ = h.cmd.Wait(); close(done) }()
 	select {
 	case <-done:
 	case <-time.After(10 * time.Second):
-		_ = a.cmd.Process.Kill()
+		_ = h.cmd.Process.Kill()
 		<-done
 	}
 }
@@ -311,8 +352,10 @@ func (a *aux) Stats(ctx context.Context) (recvStats, error) {
 	return s, json.NewDecoder(resp.Body).Decode(&s)
 }
 
-// CPU is the helper's CPU time so far (store and receiver).
-func (a *aux) CPU() time.Duration { return procCPU(a.cmd.Process.Pid) }
+// CPU is the helpers' CPU time so far (store and receiver).
+func (a *aux) CPU() time.Duration {
+	return procCPU(a.store.cmd.Process.Pid) + procCPU(a.recv.cmd.Process.Pid)
+}
 
 // procCPU reads utime+stime of a process from /proc.
 func procCPU(pid int) time.Duration {

@@ -12,7 +12,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	if os.Getenv(auxEnv) != "" { // this binary is the helper process
+	if os.Getenv(auxEnv) != "" { // this binary is a helper process
 		runAux()
 		return
 	}

@@ -360,7 +360,7 @@ type burstProfiles struct{ cpu, heap string }
 // that are all due at the same second, and measures at the receiver.
 //
 // In-process rather than the binary: the process's CPU time and peak RSS
-// are then Baton's (the store and the receiver run in the helper process),
+// are then Baton's (the store and the receiver run in helper processes),
 // and -cpuprofile and -memprofile profile Baton itself.
 func batonBurst(ctx context.Context, env *benchEnv, n int, profiles burstProfiles) (row, error) {
 	profile := profiles.cpu

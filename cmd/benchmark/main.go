@@ -25,8 +25,9 @@
 //     sustained rate, lag, and ticks missing. Before it, the raw loop sends
 //     waves of one second's fires: the limit for a second's last fire.
 //
-// The store (FerretDB) and the receiver run in a helper process, so this
-// process's CPU time and peak RSS are the scheduler's and its HTTP client's.
+// The store (FerretDB) and the receiver run in helper processes of their own,
+// so this process's CPU time and peak RSS are the scheduler's and its HTTP
+// client's, and the store's collections do not stall the receiver.
 // Bare gocron runs in a process of its own, which reports its CPU time and
 // peak RSS: goroutines it leaves behind would weigh on the rows after it.
 // Lag is measured at the receiver: time received minus the scheduled time
@@ -97,7 +98,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if o.memLimitMiB > 0 {
-		// This process only: the store's helper process keeps its own.
+		// This process only: the helper processes keep their own.
 		debug.SetMemoryLimit(int64(o.memLimitMiB) << 20)
 	}
 	rows, err := run(ctx, o, os.Stdout)

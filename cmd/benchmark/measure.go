@@ -25,7 +25,7 @@ func snapshot() usage {
 	return usage{at: time.Now(), cpu: time.Duration(ru.Utime.Nano() + ru.Stime.Nano())}
 }
 
-// meter measures this process's CPU time and the helper's from its start.
+// meter measures this process's CPU time and the helpers' from its start.
 type meter struct {
 	aux    *aux
 	u      usage
