@@ -249,18 +249,18 @@ type aux struct {
 }
 
 func startAux(log *slog.Logger) (*aux, error) {
-	store, err := startHelper(auxStore)
+	store, mongoURI, err := startHelper(auxStore)
 	if err != nil {
 		return nil, err
 	}
-	recv, err := startHelper(auxReceiver)
+	recv, url, err := startHelper(auxReceiver)
 	if err != nil {
 		store.close()
 		return nil, err
 	}
-	log.Debug("aux processes running", "store_pid", store.cmd.Process.Pid, "mongo", store.addr,
-		"receiver_pid", recv.cmd.Process.Pid, "receiver", recv.addr)
-	return &aux{store: store, recv: recv, MongoURI: store.addr, URL: recv.addr, ctl: &http.Client{Timeout: 30 * time.Second}}, nil
+	log.Debug("aux processes running", "store_pid", store.cmd.Process.Pid, "mongo", mongoURI,
+		"receiver_pid", recv.cmd.Process.Pid, "receiver", url)
+	return &aux{store: store, recv: recv, MongoURI: mongoURI, URL: url, ctl: &http.Client{Timeout: 30 * time.Second}}, nil
 }
 
 func (a *aux) Close() {
@@ -272,36 +272,47 @@ func (a *aux) Close() {
 type helper struct {
 	cmd   *exec.Cmd
 	stdin io.WriteCloser
-	addr  string
 }
 
-func startHelper(role string) (*helper, error) {
-	exe, err := os.Executable()
+// startHelper starts the helper process of role and returns it with the
+// address it serves.
+func startHelper(role string) (*helper, string, error) {
+	cmd, err := selfCommand(context.Background(), auxEnv, role) // stopped by close
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	cmd := exec.Command(exe) // main (or TestMain) sees auxEnv and runs runAux
-	cmd.Env = append(os.Environ(), auxEnv+"="+role)
-	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	out, err := cmd.StdoutPipe()
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if err := cmd.Start(); err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	line, err := bufio.NewReader(out).ReadString('\n')
 	f := strings.Fields(line)
 	if err != nil || len(f) != 2 || f[0] != "ready" {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
-		return nil, fmt.Errorf("the %s process did not start: %q %v", role, line, err)
+		return nil, "", fmt.Errorf("the %s process did not start: %q %v", role, line, err)
 	}
-	return &helper{cmd: cmd, stdin: stdin, addr: f[1]}, nil
+	return &helper{cmd: cmd, stdin: stdin}, f[1], nil
+}
+
+// selfCommand runs this binary again with env set to value; main (or
+// TestMain) sees env and runs that process's part.
+func selfCommand(ctx context.Context, env, value string) (*exec.Cmd, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.CommandContext(ctx, exe)
+	cmd.Env = append(os.Environ(), env+"="+value)
+	cmd.Stderr = os.Stderr
+	return cmd, nil
 }
 
 // close stops the process by closing its stdin, and kills it after 10 s.

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -119,17 +118,14 @@ func bareGocron(ctx context.Context, env *benchEnv, n int) (row, error) {
 	if err := env.aux.Reset(ctx); err != nil {
 		return r, err
 	}
-	exe, err := os.Executable()
-	if err != nil {
-		return r, err
-	}
 	spec, err := json.Marshal(gocronRun{N: n, URL: env.aux.URL + "/gocron", Timeout: env.o.timeout})
 	if err != nil {
 		return r, err
 	}
-	cmd := exec.CommandContext(ctx, exe) // main (or TestMain) sees gocronEnv
-	cmd.Env = append(os.Environ(), gocronEnv+"="+string(spec))
-	cmd.Stderr = os.Stderr
+	cmd, err := selfCommand(ctx, gocronEnv, string(spec))
+	if err != nil {
+		return r, err
+	}
 	auxCPU := env.aux.CPU()
 	out, err := cmd.Output()
 	if err != nil {
